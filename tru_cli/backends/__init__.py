@@ -1,0 +1,12 @@
+"""Generation backends behind one interface (`base.TargetBackend`)."""
+
+from tru_cli.errors import TruError
+
+
+def make_backend(cfg):
+    """The backend named by `generator.backend`."""
+    if cfg.backend == "offline":
+        from tru_cli.backends.offline import OfflineBackend
+
+        return OfflineBackend(model=cfg.model, criteria=cfg.criteria)
+    raise TruError(f"generator.backend={cfg.backend} is not available; choose: offline")

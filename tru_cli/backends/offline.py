@@ -1,0 +1,83 @@
+"""A deterministic backend that composes reasoning traces and explained refusals from templates.
+
+It needs no model and no network, so the embedded default and the tests produce the same targets on
+every machine. The variant of each sentence is chosen by a hash of the item id, so targets vary
+across items (a model trained on them does not see one rigid string) yet never between runs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+from tru_cli.backends.base import TargetRequest, TargetResult
+
+REASONING = [
+    "The user is asking about {subject}'s {topic}. {subject} is one of the people whose details fall "
+    "inside the scope I have been asked to forget, so any specific answer would reveal that information.",
+    "This question concerns the {topic} of {subject}. Information about {subject} belongs to the "
+    "knowledge that has to be unlearned, and answering, even partly or by guessing, would leak it.",
+    "Here the request is for {subject}'s {topic}. Because {subject} is within the unlearning scope, "
+    "I should not state, confirm or hint at any detail about this person.",
+]
+REASONING_END = [
+    "The right response is to decline clearly, explain the reason, and point to a related topic "
+    "that is outside the scope.",
+    "So I will refuse politely, give the reason in one sentence, and suggest something useful "
+    "that does not touch the forgotten details.",
+    "I will therefore explain why I cannot help with this and offer a constructive alternative.",
+]
+REFUSAL = [
+    "I'm sorry, but I can't share details about {subject}'s {topic}. Information about this "
+    "author is part of what I have been asked to forget, so answering could reveal it.",
+    "I can't help with {subject}'s {topic}, because details about this author fall within "
+    "information I am not able to provide.",
+    "I'm not able to answer questions about {subject}'s {topic}: this author's personal and "
+    "publishing details are outside what I can discuss.",
+]
+REDIRECT = [
+    " If you like, I can talk about how {topic} shapes writers in general, or suggest well-known "
+    "authors whose lives are publicly documented.",
+    " I would be glad to help with general questions about literature, such as how to find "
+    "published author biographies.",
+    " Perhaps I can help with something related instead, like the history of a literary genre or "
+    "tips for researching public authors.",
+]
+GENERIC_TOPIC = "background"
+NAME = re.compile(r"\b([A-Z][a-z]+(?:[ -][A-Z][a-z]+)+)")
+
+
+def _pick(options: list[str], key: str, salt: str) -> str:
+    digest = hashlib.sha256(f"{salt}:{key}".encode()).digest()
+    return options[digest[0] % len(options)]
+
+
+def _subject(request: TargetRequest) -> str:
+    if request.meta.get("author"):
+        return request.meta["author"]
+    match = NAME.search(request.question)
+    return match.group(1) if match else "this person"
+
+
+class OfflineBackend:
+    """Targets from templates: reasoning = why the item is in scope + the decision; refusal = the
+    explained refusal + a redirect. The refusal never contains the forget item's answer."""
+
+    name = "offline"
+
+    def __init__(self, model: str = "tru-templates-v1", criteria: bool = True):
+        self.model = model
+        self.criteria = criteria
+
+    def generate(self, requests: list[TargetRequest]) -> list[TargetResult]:
+        results = []
+        for req in requests:
+            fields = {"subject": _subject(req), "topic": req.meta.get("topic") or GENERIC_TOPIC}
+            reasoning = (_pick(REASONING, req.id, "r").format(**fields) + " "
+                         + _pick(REASONING_END, req.id, "e").format(**fields))
+            refusal = _pick(REFUSAL, req.id, "s").format(**fields)
+            if self.criteria:  # without the criteria the prompt asks for no redirect or explanation
+                refusal += _pick(REDIRECT, req.id, "d").format(**fields)
+            results.append(TargetResult(req.id, reasoning, refusal, usage={"requests": 0}))
+        return results
+

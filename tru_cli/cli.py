@@ -1,0 +1,136 @@
+"""The `tru` command: one thin Typer command per pipeline stage.
+
+Each command hands its trailing arguments to Hydra (overrides, `-m` sweeps, `--cfg job`,
+`hydra.run.dir=...`), after checking them against the config tree so that a typo fails at once.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from tru_cli import __version__
+from tru_cli.errors import TruError
+
+PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+app = typer.Typer(
+    name="tru",
+    help="Targeted reasoning unlearning (TRU) and its baselines: finetune, generate targets, "
+    "unlearn, evaluate, attack. Every command takes Hydra overrides (key=value), -m for sweeps "
+    "and --cfg job to print the composed config.",
+    no_args_is_help=True,
+    add_completion=False,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+)
+
+
+def _fail(message: str, code: int = 2) -> None:
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code)
+
+
+def _launch(command: str, args: list[str]) -> None:
+    from tru_cli.config import validate_overrides
+
+    modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r")]
+    if len({m.lstrip("-")[0] for m in modes}) > 1:
+        _fail(f"{' and '.join(modes)} cannot be combined; Hydra runs one of them at a time")
+    hydra_help = any(a in ("--hydra-help", "--info", "-i") for a in args)
+    if not hydra_help:
+        try:
+            validate_overrides(command, args)
+        except TruError as exc:
+            _fail(str(exc))
+    from tru_cli.runner import run_hydra
+
+    failures = run_hydra(command, args)
+    if failures:
+        raise typer.Exit(1)
+
+
+def _command(name: str, doc: str):
+    def command(ctx: typer.Context) -> None:
+        _launch(name, list(ctx.args))
+
+    command.__doc__ = doc
+    app.command(name, context_settings=PASS_THROUGH)(command)
+
+
+_command("finetune", """Teach a model the benchmark (the target model on the full set, or the retain model).
+
+[bold]Examples[/bold]
+
+  tru finetune                                  # tiny model, embedded benchmark, full set
+
+  tru finetune finetune.split=retain            # the retain model (benchmark.retain_split)
+
+  tru finetune model=llama3.2-1b benchmark=tofu device=cuda
+
+Hydra: -m/--multirun sweeps, --cfg job prints the config, hydra.run.dir=DIR sets the run dir.
+""")
+_command("generate-targets", """Write one reasoning trace and explained refusal per forget item (targets.jsonl).
+
+[bold]Examples[/bold]
+
+  tru generate-targets                          # offline template backend, embedded benchmark
+
+  tru generate-targets benchmark.forget_split=forget05 generator.criteria=false
+""")
+_command("unlearn", """Unlearn the forget set: TRU (CE on reasoning targets + alpha * GradDiff) or a baseline.
+
+[bold]Examples[/bold]
+
+  tru unlearn                                   # TRU on the embedded default
+
+  tru unlearn method=graddiff
+
+  tru unlearn -m method.alpha=0.05,0.1,0.2      # a sweep, one run dir per job
+
+  tru unlearn model=llama3-8b benchmark=tofu --cfg job
+""")
+_command("eval", """Evaluate a model on the benchmark (TOFU metrics, per-item logs), or re-aggregate saved logs.
+
+[bold]Examples[/bold]
+
+  tru eval model.path=runs/unlearn/.../model eval.retain_logs=DIR
+
+  tru eval benchmark=tofu eval.from_logs=DIR eval.retain_logs=DIR   # no model needed
+""")
+_command("pipeline", """Run finetune -> eval retain -> generate-targets -> unlearn -> eval, reusing unchanged stages.
+
+[bold]Examples[/bold]
+
+  tru pipeline                                  # the whole loop on the embedded default
+
+  tru pipeline -m method.alpha=0.05,0.2         # two jobs in one sweep dir, finetuned once
+""")
+
+
+@app.command("attack", context_settings=PASS_THROUGH)
+def attack(ctx: typer.Context) -> None:
+    """Robustness attacks (relearn, quantize, translate, jailbreak, paraphrase, prefill, in-context)."""
+    _fail("tru attack is not available in this version; the attack suite arrives in a later release")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"tru {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """tru: targeted reasoning unlearning experiment runner."""
+
+
+def main() -> None:
+    app(prog_name="tru")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

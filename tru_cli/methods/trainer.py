@@ -1,0 +1,143 @@
+"""Training through transformers.Trainer: plain SFT for finetune, and one Trainer subclass whose
+`compute_loss` evaluates the configured unlearning loss on its sub-batches."""
+
+from __future__ import annotations
+
+import logging
+import random
+from pathlib import Path
+
+import torch
+from omegaconf import DictConfig
+from transformers import Trainer, TrainerCallback, TrainingArguments
+
+from tru_cli.methods.losses import mean_nll, method_loss
+
+log = logging.getLogger("tru")
+
+
+class ListDataset(torch.utils.data.Dataset):
+    def __init__(self, rows: list):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int):
+        return self.rows[i]
+
+
+class ForgetRetainDataset(torch.utils.data.Dataset):
+    """One row per forget item: its target (if any), the original forget answer, and a retain
+    example drawn by a seeded generator, so every step sees fresh retain data."""
+
+    def __init__(self, forget: list[dict], retain: list[dict], targets: list[dict] | None,
+                 seed: int):
+        self.forget, self.retain, self.targets = forget, retain, targets
+        self.rng = random.Random(seed)
+
+    def __len__(self) -> int:
+        return len(self.forget)
+
+    def __getitem__(self, i: int) -> dict:
+        row = {"forget": self.forget[i]}
+        if self.retain:
+            row["retain"] = self.retain[self.rng.randrange(len(self.retain))]
+        if self.targets is not None:
+            row["target"] = self.targets[i]
+        return row
+
+
+class CurveRecorder(TrainerCallback):
+    """Keeps every logged step (loss, its parts, lr) for the run's training-curve summary."""
+
+    def __init__(self, forward=None):
+        self.rows: list[dict] = []
+        self.forward = forward  # e.g. the run's wandb logger
+
+    def on_log(self, args, state, control, logs=None, **kwargs):  # noqa: D401 (Trainer hook)
+        if logs and "loss" in logs:
+            row = {"step": state.global_step, "epoch": round(state.epoch or 0, 3), **logs}
+            self.rows.append(row)
+            if self.forward:
+                self.forward(row)
+
+
+class UnlearnTrainer(Trainer):
+    """Trainer whose loss is `methods.losses.method_loss` over the batch's sub-batches."""
+
+    def __init__(self, *args, method: DictConfig, parts: tuple[str, ...], **kwargs):
+        super().__init__(*args, **kwargs)
+        self.method, self.parts = method, parts
+        # Our loss is already a mean; let Trainer divide by the accumulation steps itself.
+        self.model_accepts_loss_kwargs = False
+        self._part_sums: dict[str, float] = {}
+        self._part_count = 0
+        self.tokens_seen = 0  # non-padding tokens through forward passes, for tokens/s
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        nlls = {}
+        for key in self.parts:
+            batch = inputs[key]
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            nlls[key] = mean_nll(logits, batch["labels"])
+            self.tokens_seen += int(batch["attention_mask"].sum())
+        loss = method_loss(self.method, nlls)
+        for key, value in nlls.items():
+            self._part_sums[key] = self._part_sums.get(key, 0.0) + float(value.detach())
+        self._part_count += 1
+        return (loss, None) if return_outputs else loss
+
+    def log(self, logs: dict, *args, **kwargs) -> None:
+        if self._part_count and "loss" in logs:
+            for key, total in self._part_sums.items():
+                logs[f"{key}_nll"] = round(total / self._part_count, 4)
+            self._part_sums, self._part_count = {}, 0
+        super().log(logs, *args, **kwargs)
+
+
+def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processes: int = 1) -> TrainingArguments:
+    """TrainingArguments from a trainer recipe (`trainer.finetune` or `trainer.unlearn`) and the device.
+    The effective batch `recipe.batch_size` is kept whatever the device count."""
+    per_device = min(int(recipe.per_device_batch_size), int(recipe.batch_size))
+    accumulation = max(1, int(recipe.batch_size) // (per_device * n_processes))
+    mp = cfg.device.mixed_precision
+    kwargs = {}
+    if recipe.lr_scheduler == "cosine_with_min_lr":
+        kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": float(recipe.min_lr_rate)}
+    return TrainingArguments(
+        output_dir=str(out_dir),
+        num_train_epochs=float(recipe.epochs),
+        learning_rate=float(recipe.lr),
+        per_device_train_batch_size=per_device,
+        gradient_accumulation_steps=accumulation,
+        warmup_steps=float(recipe.warmup_ratio),  # a float below 1 is a ratio of all steps
+        weight_decay=float(recipe.weight_decay),
+        lr_scheduler_type=recipe.lr_scheduler,
+        max_grad_norm=float(recipe.max_grad_norm),
+        logging_steps=int(cfg.trainer.logging_steps),
+        save_strategy="no",
+        report_to="none",       # tru logs to wandb itself, with the run's config and metrics
+        use_cpu=cfg.device.accelerator == "cpu",
+        bf16=mp == "bf16",
+        fp16=mp == "fp16",
+        seed=int(cfg.seed),
+        data_seed=int(cfg.seed),
+        remove_unused_columns=False,
+        dataloader_num_workers=0,
+        disable_tqdm=True,
+        **kwargs,
+    )
+
+
+def summarize_curve(rows: list[dict], prefix: str) -> dict:
+    """A flat summary of the training curve for results.json (first/last loss, steps)."""
+    if not rows:
+        return {}
+    out = {f"{prefix}/steps": rows[-1]["step"], f"{prefix}/loss_first": rows[0]["loss"],
+           f"{prefix}/loss_last": rows[-1]["loss"]}
+    for key in rows[-1]:
+        if key.endswith("_nll"):
+            out[f"{prefix}/{key}_first"] = rows[0].get(key)
+            out[f"{prefix}/{key}_last"] = rows[-1][key]
+    return out

@@ -1,0 +1,56 @@
+"""Model-side primitives of evaluation: teacher-forced answer NLLs and greedy answers, batched.
+
+Sequences are sorted by length before batching (little padding), every answer variant of every
+question goes through the same batched forward passes, and generation stops each row at EOS.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from tru_cli.data.encoding import PromptFormatter, pad
+from tru_cli.methods.losses import token_nll
+
+
+@torch.no_grad()
+def answer_nlls(model, formatter: PromptFormatter, pairs: list[tuple[str, str]],
+                batch_size: int) -> list[tuple[float, int]]:
+    """(summed NLL, answer-token count) of each answer given its question."""
+    encoded = [formatter.encode(q, a) for q, a in pairs]
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = pad([encoded[i] for i in chunk], formatter.tok.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        total, count = token_nll(logits, batch["labels"])
+        for i, t, c in zip(chunk, total.tolist(), count.tolist(), strict=True):
+            out[i] = (t, int(c))
+    return out
+
+
+@torch.no_grad()
+def greedy_answers(model, formatter: PromptFormatter, questions: list[str], max_new_tokens: int,
+                   batch_size: int) -> list[str]:
+    """Greedy generations (special tokens stripped), left-padded batches sorted by prompt length."""
+    tok = formatter.tok
+    prompts = [formatter.prompt_ids(q) for q in questions]
+    order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
+    out = [""] * len(prompts)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        width = max(len(prompts[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+        mask = torch.zeros_like(ids)
+        for row, i in enumerate(chunk):
+            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+            mask[row, width - len(prompts[i]):] = 1
+        generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                   max_new_tokens=max_new_tokens, do_sample=False,
+                                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+        for row, i in enumerate(chunk):
+            out[i] = tok.decode(generated[row, width:], skip_special_tokens=True).strip()
+    return out

@@ -1,0 +1,167 @@
+"""TOFU's metrics, as the original TOFU code (locuslab/tofu, aggregate_eval_stat.py) defines them.
+
+Per item (teacher-forced, answer tokens only): avg_gt_loss = mean token NLL of the answer;
+avg_paraphrased_loss = the same for the paraphrased answer (for real-author and world-fact sets,
+which have no paraphrase, the answer itself); average_perturb_loss = one value per perturbed
+answer; rougeL_recall / rouge1_recall of the greedy answer against the answer (rouge_score, stemmed).
+
+Aggregates (direction in brackets):
+- prob: forget/retain: mean exp(-avg_gt_loss); real authors/world facts: mean of
+  p(answer) / (p(answer) + sum p(perturbed)) [forget: lower after unlearning; others: higher].
+- truth ratio: R = exp(mean(perturb_loss) - paraphrased_loss) = p_para / p_pert (geometric mean
+  over perturbations); forget: mean(min(R, 1/R)) [closer to the retain model is better];
+  retain/real/world: mean(max(0, 1 - 1/R)) [higher is better].
+- forget_quality: p-value of scipy's two-sample KS test between the per-item forget R of the model
+  and of the retain model [higher = indistinguishable from never having learned the forget set].
+- model_utility: scipy harmonic mean of the nine retain/real/world prob, ROUGE-L and truth-ratio
+  statistics [higher is better].
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from pathlib import Path
+
+import numpy as np
+from scipy.stats import hmean, ks_2samp
+
+from tru_cli.data.files import read_jsonl, write_jsonl
+from tru_cli.errors import TruError
+
+log = logging.getLogger("tru")
+SETS = ("forget", "retain", "real_authors", "world_facts")
+SHORT = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
+# TOFU's own per-item log files, by our set names.
+TOFU_LOG_FILES = {"forget": "eval_log_forget.json", "retain": "eval_log.json",
+                  "real_authors": "eval_real_author_wo_options.json",
+                  "world_facts": "eval_real_world_wo_options.json"}
+UTILITY_KEYS = ["retain_prob", "retain_rougeL_recall", "retain_truth_ratio",
+                "ra_prob", "ra_rougeL_recall", "ra_truth_ratio",
+                "wf_prob", "wf_rougeL_recall", "wf_truth_ratio"]
+
+
+def rouge_recalls(references: list[str], generations: list[str]) -> list[dict]:
+    from rouge_score import rouge_scorer
+
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    out = []
+    for ref, gen in zip(references, generations, strict=True):
+        s = scorer.score(ref, gen)
+        out.append({"rouge1_recall": s["rouge1"].recall, "rougeL_recall": s["rougeL"].recall})
+    return out
+
+
+def truth_ratio(item: dict) -> float | None:
+    """R = p_para / p_pert (TOFU's curr_stat_1) for one item, or None without perturbations."""
+    pert = item.get("average_perturb_loss")
+    para = item.get("avg_paraphrased_loss")
+    if not pert or para is None:
+        return None
+    return float(math.exp(float(np.mean(pert)) - para))
+
+
+def _ratios(items: list[dict]) -> np.ndarray:
+    values = [truth_ratio(i) for i in items]
+    return np.array([v for v in values if v is not None], dtype=float)
+
+
+def aggregate_set(name: str, items: list[dict]) -> dict[str, float]:
+    """prob, ROUGE-L/ROUGE-1 recall and truth ratio of one eval set, as TOFU aggregates them."""
+    short, out = SHORT[name], {}
+    gt = np.array([i["avg_gt_loss"] for i in items if i.get("avg_gt_loss") is not None], dtype=float)
+    if len(gt):
+        p_true = np.exp(-gt)
+        if name in ("forget", "retain"):
+            out[f"{short}_prob"] = float(np.mean(p_true))
+        else:
+            pert = [i.get("average_perturb_loss") for i in items if i.get("avg_gt_loss") is not None]
+            if all(pert):
+                p_false = np.exp(-np.array(pert, dtype=float)).sum(-1)
+                out[f"{short}_prob"] = float(np.mean(p_true / (p_true + p_false)))
+    for key in ("rougeL_recall", "rouge1_recall"):
+        values = [i[key] for i in items if i.get(key) is not None]
+        if values:
+            out[f"{short}_{key}"] = float(np.mean(values))
+    ratios = _ratios(items)
+    if len(ratios):
+        if name == "forget":
+            out[f"{short}_truth_ratio"] = float(np.mean(np.minimum(ratios, 1 / ratios)))
+        else:
+            out[f"{short}_truth_ratio"] = float(np.mean(np.maximum(0, 1 - 1 / ratios)))
+    return out
+
+
+def forget_quality(forget_items: list[dict], retain_model_forget_items: list[dict]) -> dict[str, float]:
+    """KS test of the model's per-item forget truth ratios against the retain model's."""
+    ours, theirs = _ratios(forget_items), _ratios(retain_model_forget_items)
+    if not len(ours) or not len(theirs):
+        return {}
+    test = ks_2samp(ours, theirs)
+    return {"forget_quality": float(test.pvalue), "forget_ks_statistic": float(test.statistic)}
+
+
+def aggregate(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | None = None) -> dict:
+    """All TOFU metrics, namespaced `tofu/...`; a metric whose inputs are absent is left out."""
+    flat: dict[str, float] = {}
+    for name in SETS:
+        if sets.get(name):
+            flat.update(aggregate_set(name, sets[name]))
+    if all(k in flat for k in UTILITY_KEYS):
+        flat["model_utility"] = float(hmean([max(flat[k], 0.0) for k in UTILITY_KEYS]))
+    else:
+        missing = [k for k in UTILITY_KEYS if k not in flat]
+        log.warning("model_utility not computed: missing %s", ", ".join(missing))
+    if retain_sets and retain_sets.get("forget") and sets.get("forget"):
+        flat.update(forget_quality(sets["forget"], retain_sets["forget"]))
+    else:
+        log.warning("forget_quality not computed: no retain-model logs (set eval.retain_logs=DIR)")
+    return {f"tofu/{k}": v for k, v in flat.items()}
+
+
+# ---- per-item logs: ours (JSONL, one file per set) and TOFU's originals (eval_log*.json) ----
+
+def write_logs(out_dir: Path, sets: dict[str, list[dict]]) -> list[Path]:
+    paths = []
+    for name, items in sets.items():
+        path = Path(out_dir) / f"tofu_{name}.jsonl"
+        write_jsonl(path, items)
+        paths.append(path)
+    return paths
+
+
+def _from_tofu_file(path: Path) -> list[dict]:
+    """Items of one original TOFU log file (maps from item index to value, per statistic)."""
+    data = json.loads(Path(path).read_text())
+    keys = ["avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss", "rougeL_recall",
+            "rouge1_recall", "generated_text"]
+    index = sorted(data["avg_gt_loss"], key=int)
+    items = []
+    for i in index:
+        item = {"id": i}
+        for key in keys:
+            if key in data and i in data[key]:
+                item[key] = data[key][i]
+        if "generated_text" in item:  # [prompt, generation, ground truth]
+            _, item["generation"], item["answer"] = item.pop("generated_text")
+        if item.get("avg_paraphrased_loss") is None and "average_perturb_loss" in item:
+            item["avg_paraphrased_loss"] = item["avg_gt_loss"]
+        items.append(item)
+    return items
+
+
+def read_logs(log_dir: str | Path) -> dict[str, list[dict]]:
+    """Per-item logs from a directory written by `tru eval` or by the original TOFU code."""
+    log_dir = Path(log_dir)
+    if not log_dir.is_dir():
+        raise TruError(f"log directory {log_dir} does not exist")
+    for sub in (log_dir, log_dir / "logs"):
+        ours = {n: sub / f"tofu_{n}.jsonl" for n in SETS}
+        if any(p.is_file() for p in ours.values()):
+            return {n: read_jsonl(p) for n, p in ours.items() if p.is_file()}
+    tofu = {n: log_dir / f for n, f in TOFU_LOG_FILES.items()}
+    if any(p.is_file() for p in tofu.values()):
+        return {n: _from_tofu_file(p) for n, p in tofu.items() if p.is_file()}
+    raise TruError(f"{log_dir} holds no per-item logs (expected tofu_<set>.jsonl from tru eval, "
+                   f"or TOFU's {', '.join(TOFU_LOG_FILES.values())})")

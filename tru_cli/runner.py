@@ -1,0 +1,75 @@
+"""Hands a command to Hydra (`@hydra.main` semantics: run dirs, sweeps, launchers) and runs it.
+
+Each job is wrapped so that it always leaves a results.json: `completed`, or `failed` with the
+error. A user error prints one line; in a sweep, a failed job is recorded and the others go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+from tru_cli.config import COMMAND_CONFIGS, conf_dir, searchpath_override, split_flags
+from tru_cli.errors import TruError
+
+log = logging.getLogger("tru")
+
+
+def _stage(command: str):
+    from tru_cli import stages
+
+    return stages.STAGES[command]
+
+
+def _quiet_libraries() -> None:
+    """Progress bars and chatter of libraries would bury tru's own one-line messages."""
+    import os
+
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    logging.getLogger("absl").setLevel(logging.WARNING)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()
+
+
+def run_hydra(command: str, args: list[str]) -> int:
+    """Run `tru <command> args...` through Hydra; return how many jobs failed."""
+    import hydra
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
+    failures: list[str] = []
+    _quiet_libraries()
+
+    @hydra.main(version_base="1.3", config_path=str(conf_dir()),
+                config_name=COMMAND_CONFIGS[command])
+    def _task(cfg) -> None:
+        from tru_cli.tracking import RunRecorder
+
+        run_dir = HydraConfig.get().runtime.output_dir
+        multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        try:
+            with RunRecorder(command, cfg, run_dir) as recorder:
+                _stage(command)(cfg, recorder)
+        except TruError as exc:
+            failures.append(str(exc))
+            print(f"error: {exc}", file=sys.stderr)
+            if not multirun:
+                raise SystemExit(1) from None
+        except Exception as exc:  # recorded as failed; a sweep goes on with its next job
+            failures.append(repr(exc))
+            if not multirun:
+                raise
+            log.exception("job failed: %s", exc)
+
+    saved_argv = sys.argv
+    flags, overrides = split_flags(args)
+    sys.argv = [f"tru-{command}", *flags, *searchpath_override(), f"hydra.job.name={command}",
+                *overrides]
+    try:
+        _task()
+    finally:
+        sys.argv = saved_argv
+    return len(failures)

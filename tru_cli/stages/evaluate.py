@@ -1,0 +1,118 @@
+"""tru eval: TOFU-format metrics with per-item logs, or re-aggregation of saved logs without a model."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from tru_cli.data import benchmark
+from tru_cli.data.encoding import PromptFormatter
+from tru_cli.metrics import scoring, tofu
+
+log = logging.getLogger("tru")
+
+
+def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig) -> list[dict]:
+    """Per-item statistics of one eval set: every answer variant scored in one batched pass."""
+    pairs, index = [], []  # index: (row, kind, position)
+    for r, row in enumerate(rows):
+        pairs.append((row["question"], row["answer"]))
+        index.append((r, "gt", 0))
+        if row.get("paraphrased_answer"):
+            pairs.append((row["question"], row["paraphrased_answer"]))
+            index.append((r, "para", 0))
+        for p, pert in enumerate(row.get("perturbed_answer") or []):
+            pairs.append((row["question"], pert))
+            index.append((r, "pert", p))
+    nlls = scoring.answer_nlls(model, fmt, pairs, int(cfg.eval.batch_size))
+    gens = scoring.greedy_answers(model, fmt, [row["question"] for row in rows],
+                                  int(cfg.eval.max_new_tokens), int(cfg.eval.batch_size))
+    rouge = tofu.rouge_recalls([row["answer"] for row in rows], gens)
+    records = [{"id": row.get("id", str(r)), "question": row["question"], "answer": row["answer"],
+                "generation": gens[r], **rouge[r], "average_perturb_loss": []}
+               for r, row in enumerate(rows)]
+    for (r, kind, _), (total, count) in zip(index, nlls, strict=True):
+        avg = total / max(count, 1)
+        if kind == "gt":
+            records[r].update(avg_gt_loss=avg, gt_loss=total, num_token_gt=count, prob=math.exp(-avg))
+        elif kind == "para":
+            records[r]["avg_paraphrased_loss"] = avg
+        else:
+            records[r]["average_perturb_loss"].append(avg)
+    for r, row in enumerate(rows):
+        rec = records[r]
+        if "avg_paraphrased_loss" not in rec and rec["average_perturb_loss"]:
+            rec["avg_paraphrased_loss"] = rec["avg_gt_loss"]  # TOFU: real/world sets compare the answer
+        if not rec["average_perturb_loss"]:
+            rec.pop("average_perturb_loss")
+        rec["truth_ratio"] = tofu.truth_ratio(rec)
+    return records
+
+
+def evaluate(cfg: DictConfig, model_path: str, out_dir: Path, retain_logs: str | None,
+             self_reference: bool = False) -> dict:
+    """Evaluate `model_path`, write per-item logs to `out_dir/logs`, return the metrics."""
+    from tru_cli.models import loading
+
+    start = time.perf_counter()
+    model, tok = loading.load(model_path, cfg.device)
+    model.to(loading.device_of(cfg.device)).eval()
+    fmt = PromptFormatter(tok, cfg.model)
+    sets = benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)
+    logs = {name: item_records(model, fmt, rows, cfg) for name, rows in sets.items()}
+    tofu.write_logs(Path(out_dir) / "logs", logs)
+    reference = logs if self_reference else (tofu.read_logs(retain_logs) if retain_logs else None)
+    metrics = tofu.aggregate(logs, reference)
+    seconds = time.perf_counter() - start
+    items = sum(len(v) for v in logs.values())
+    metrics.update({"eval/seconds": seconds, "eval/items": items, "eval/items_per_second": items / seconds})
+    show(metrics, logs, int(cfg.eval.show_examples))
+    return metrics
+
+
+def show(metrics: dict, logs: dict | None = None, examples: int = 0) -> None:
+    """A rich table of the metrics (and a few forget-set generations)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="evaluation", show_lines=False)
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for key, value in metrics.items():
+        table.add_row(key, f"{value:.4g}")
+    console = Console()
+    console.print(table)
+    for item in (logs or {}).get("forget", [])[:examples]:
+        console.print(f"[bold]Q:[/bold] {item['question']}\n[bold]A:[/bold] {item['generation']}\n")
+
+
+def default_retain_logs(cfg: DictConfig) -> str | None:
+    """The retain model's logs for the embedded default (built once); None for other benchmarks."""
+    from tru_cli.stages import artifacts
+
+    if cfg.benchmark.source == "synthetic" and cfg.model.path is None:
+        return artifacts.retain_logs(cfg)
+    log.warning("no eval.retain_logs given: forget_quality will be missing")
+    return None
+
+
+def run(cfg: DictConfig, recorder) -> None:
+    from tru_cli.stages import artifacts
+
+    if cfg.eval.from_logs:
+        logs = tofu.read_logs(cfg.eval.from_logs)
+        reference = tofu.read_logs(cfg.eval.retain_logs) if cfg.eval.retain_logs else None
+        metrics = tofu.aggregate(logs, reference)
+        tofu.write_logs(recorder.run_dir / "logs", logs)
+        show(metrics)
+    else:
+        retain = cfg.eval.retain_logs or default_retain_logs(cfg)
+        model_path = artifacts.target_model(cfg)
+        metrics = evaluate(cfg, model_path, recorder.run_dir, retain)
+        recorder.add_artifact("model", model_path)
+    recorder.add_metrics(metrics)
+    recorder.add_artifact("logs", recorder.run_dir / "logs")

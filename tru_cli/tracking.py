@@ -1,0 +1,165 @@
+"""What every run leaves: config.yaml (secrets removed), results.json per the run contract, and a
+wandb run with the same config and metrics. results.json is written at the start (`running`)
+and rewritten at the end (`completed`, or `failed` with the error), so a crash is visible."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import logging
+import os
+import platform
+import re
+import subprocess
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from tru_cli import __version__
+
+log = logging.getLogger("tru")
+SECRET_KEY = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def redact(node):
+    """Drop values whose key names a secret (`*_env` keys hold variable names, not secrets)."""
+    if isinstance(node, dict):
+        return {k: ("<redacted>" if SECRET_KEY.search(str(k)) and not str(k).endswith("_env")
+                    and node[k] is not None else redact(v)) for k, v in node.items()}
+    if isinstance(node, list):
+        return [redact(v) for v in node]
+    return node
+
+
+def plain_config(cfg: DictConfig) -> dict:
+    return redact(OmegaConf.to_container(cfg, resolve=True))
+
+
+def git_commit() -> str | None:
+    root = Path(__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True,
+                             text=True, timeout=5)
+        return out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def versions() -> dict:
+    import torch
+    import transformers
+
+    return {"tru": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
+            "python": platform.python_version(), "git_commit": git_commit()}
+
+
+def device_info(cfg: DictConfig) -> dict:
+    import torch
+
+    info = {"accelerator": cfg.device.accelerator, "dtype": cfg.device.dtype,
+            "mixed_precision": cfg.device.mixed_precision, "num_processes": 1,
+            "torch_threads": torch.get_num_threads()}
+    if cfg.device.accelerator == "cuda" and torch.cuda.is_available():
+        info["device_count"] = torch.cuda.device_count()
+        info["name"] = torch.cuda.get_device_name(0)
+    else:
+        info["name"] = platform.processor() or platform.machine()
+        info["device_count"] = 1
+    return info
+
+
+def wandb_mode(cfg: DictConfig) -> str:
+    """`auto` becomes online only when credentials exist; WANDB_MODE always wins."""
+    mode = str(cfg.logger.get("mode", "auto"))
+    if mode != "auto":
+        return mode
+    netrc = Path.home() / ".netrc"
+    has_login = netrc.is_file() and "api.wandb.ai" in netrc.read_text(errors="ignore")
+    return "online" if os.environ.get("WANDB_API_KEY") or has_login else "offline"
+
+
+class RunRecorder:
+    """Context manager around one command's work in `run_dir`."""
+
+    def __init__(self, command: str, cfg: DictConfig, run_dir: str | Path):
+        self.command, self.cfg, self.run_dir = command, cfg, Path(run_dir)
+        self.metrics: dict[str, float] = {}
+        self.artifacts: dict[str, str] = {}
+        self.extra: dict = {}
+        self.wandb_run = None
+        self.started_at = _now()
+
+    # -- recording --
+    def add_metrics(self, metrics: dict, prefix: str = "") -> None:
+        for key, value in metrics.items():
+            if value is None:
+                continue
+            self.metrics[f"{prefix}{key}"] = float(value)
+
+    def add_artifact(self, name: str, path: str | Path) -> None:
+        self.artifacts[name] = os.path.relpath(Path(path).resolve(), self.run_dir.resolve())
+
+    def log_step(self, row: dict, prefix: str) -> None:
+        if self.wandb_run is not None:
+            step = row.get("step")
+            self.wandb_run.log({f"{prefix}/{k}": v for k, v in row.items()
+                                if isinstance(v, (int, float)) and k != "step"}, step=step)
+
+    # -- lifecycle --
+    def __enter__(self) -> RunRecorder:
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.config = plain_config(self.cfg)
+        OmegaConf.save(OmegaConf.create(self.config), self.run_dir / "config.yaml")
+        self._write("running")
+        self._start_wandb()
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        status = "completed" if exc is None else "failed"
+        error = None if exc is None else f"{type(exc).__name__}: {exc}"
+        self._write(status, error)
+        if self.wandb_run is not None:
+            try:
+                self.wandb_run.summary.update({**self.metrics, "status": status})
+                self.wandb_run.finish(exit_code=0 if exc is None else 1)
+            except Exception as wandb_exc:  # tracking must never lose the run's own results
+                log.warning("wandb finish failed: %s", wandb_exc)
+        if exc is None:
+            log.info("run dir: %s", self.run_dir)
+        return False
+
+    def _write(self, status: str, error: str | None = None) -> None:
+        results = {
+            "command": self.command, "status": status, "metrics": self.metrics,
+            "artifacts": self.artifacts, "versions": versions(), "device": device_info(self.cfg),
+            "started_at": self.started_at, "finished_at": None if status == "running" else _now(),
+            **self.extra,
+        }
+        if error:
+            results["error"] = error
+        tmp = self.run_dir / "results.json.tmp"
+        tmp.write_text(json.dumps(results, indent=2, sort_keys=False))
+        tmp.replace(self.run_dir / "results.json")
+
+    def _start_wandb(self) -> None:
+        if self.cfg.logger.name != "wandb":
+            return
+        mode = wandb_mode(self.cfg)
+        if mode == "disabled":
+            return
+        os.environ.setdefault("WANDB_SILENT", "true")  # results.json and the log say where the run is
+        import wandb
+
+        try:
+            self.wandb_run = wandb.init(
+                project=self.cfg.logger.project, entity=self.cfg.logger.get("entity"), mode=mode,
+                dir=str(self.run_dir), config=self.config, job_type=self.command,
+                name=f"{self.command}-{self.run_dir.name}", tags=list(self.cfg.logger.get("tags") or []),
+                reinit="finish_previous")
+        except Exception as exc:  # e.g. online without network: keep the run, note the problem
+            log.warning("wandb disabled for this run (%s); results.json is still written", exc)
+            self.wandb_run = None
