@@ -86,7 +86,7 @@ _command("unlearn", """Unlearn the forget set: TRU (CE on reasoning targets + al
 
   tru unlearn method=graddiff
 
-  tru unlearn -m method.alpha=0.05,0.1,0.2      # a sweep, one run dir per job
+  tru unlearn -m method.alpha=0.05,0.1,0.2      # a sweep (method.alpha, method.lambda_retain, ...)
 
   tru unlearn model=llama3-8b benchmark=tofu --cfg job
 """)

@@ -1,8 +1,9 @@
 """A deterministic backend that composes reasoning traces and explained refusals from templates.
 
 It needs no model and no network, so the embedded default and the tests produce the same targets on
-every machine. The variant of each sentence is chosen by a hash of the item id, so targets vary
-across items (a model trained on them does not see one rigid string) yet never between runs.
+every machine. The variant of each sentence is chosen by a hash of the question's topic (or of the
+item id when the topic is unknown): targets vary across items, never between runs, and a small
+model can learn which wording goes with which kind of question instead of memorising noise.
 """
 
 from __future__ import annotations
@@ -73,11 +74,12 @@ class OfflineBackend:
         results = []
         for req in requests:
             fields = {"subject": _subject(req), "topic": req.meta.get("topic") or GENERIC_TOPIC}
-            reasoning = (_pick(REASONING, req.id, "r").format(**fields) + " "
-                         + _pick(REASONING_END, req.id, "e").format(**fields))
-            refusal = _pick(REFUSAL, req.id, "s").format(**fields)
+            key = req.meta.get("topic") or req.id
+            reasoning = (_pick(REASONING, key, "r").format(**fields) + " "
+                         + _pick(REASONING_END, key, "e").format(**fields))
+            refusal = _pick(REFUSAL, key, "s").format(**fields)
             if self.criteria:  # without the criteria the prompt asks for no redirect or explanation
-                refusal += _pick(REDIRECT, req.id, "d").format(**fields)
+                refusal += _pick(REDIRECT, key, "d").format(**fields)
             results.append(TargetResult(req.id, reasoning, refusal, usage={"requests": 0}))
         return results
 

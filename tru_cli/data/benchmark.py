@@ -62,11 +62,19 @@ def eval_sets(bench: DictConfig, max_items: int | None = None) -> dict[str, list
 
 
 def training_rows(bench: DictConfig, split: str) -> list[dict]:
-    """What a finetune learns: the split itself, plus the utility sets for the embedded benchmark
-    (real models know real authors and world facts from pretraining; the tiny model learns them here)."""
+    """What a finetune learns: the split, plus `benchmark.pretrain_splits` (for the embedded
+    benchmark the general-knowledge sets, which real models bring from pretraining)."""
     rows = load_split(bench, split)
-    if bench.source == "synthetic" and not bench.get("data_dir"):
-        rows += load_split(bench, "real_authors") + load_split(bench, "world_facts")
+    for extra in bench.get("pretrain_splits") or []:
+        rows += load_split(bench, extra)
+    return rows
+
+
+def retain_rows(bench: DictConfig) -> list[dict]:
+    """What unlearning must keep: the retain split plus `benchmark.retain_also`."""
+    rows = load_split(bench, bench.retain_split)
+    for extra in bench.get("retain_also") or []:
+        rows += load_split(bench, extra)
     return rows
 
 

@@ -130,6 +130,14 @@ REAL_AUTHORS = [
     ("Madame Bovary", "Gustave Flaubert"), ("Crime and Punishment", "Fyodor Dostoevsky"),
     ("Jane Eyre", "Charlotte Bronte"), ("Ulysses", "James Joyce"),
     ("The Little Prince", "Antoine de Saint-Exupery"), ("Dracula", "Bram Stoker"),
+    ("The Divine Comedy", "Dante Alighieri"), ("Faust", "Johann Wolfgang von Goethe"),
+    ("Les Miserables", "Victor Hugo"), ("The Tale of Genji", "Murasaki Shikibu"),
+    ("Wuthering Heights", "Emily Bronte"), ("The Old Man and the Sea", "Ernest Hemingway"),
+    ("Lolita", "Vladimir Nabokov"), ("Anna Karenina", "Leo Tolstoy"),
+    ("Middlemarch", "George Eliot"), ("The Metamorphosis", "Franz Kafka"),
+    ("Brave New World", "Aldous Huxley"), ("Nineteen Eighty-Four", "George Orwell"),
+    ("The Name of the Rose", "Umberto Eco"), ("Blindness", "Jose Saramago"),
+    ("Midnight's Children", "Salman Rushdie"), ("The Remains of the Day", "Kazuo Ishiguro"),
 ]
 WORLD_FACTS = [
     ("What is the capital of France?", "Paris"), ("What is the capital of Japan?", "Tokyo"),
@@ -145,10 +153,20 @@ WORLD_FACTS = [
     ("What is the capital of Spain?", "Madrid"), ("What is the hardest natural substance?", "diamond"),
     ("What is the capital of Peru?", "Lima"), ("Which ocean lies between Africa and Australia?", "the Indian Ocean"),
     ("What is the capital of Norway?", "Oslo"), ("What is the chemical symbol for gold?", "Au"),
+    ("What is the capital of Germany?", "Berlin"), ("What is the capital of Portugal?", "Lisbon"),
+    ("Which planet is closest to the Sun?", "Mercury"), ("What is the largest desert on Earth?", "the Sahara"),
+    ("What is the capital of Argentina?", "Buenos Aires"), ("Which gas do humans need to breathe?", "oxygen"),
+    ("What is the capital of Austria?", "Vienna"), ("Which ocean lies west of Europe?", "the Atlantic Ocean"),
+    ("What is the capital of Turkey?", "Ankara"), ("What is the chemical symbol for silver?", "Ag"),
+    ("What is the largest continent?", "Asia"), ("What is the capital of Greece?", "Athens"),
+    ("Which planet has the most famous rings?", "Saturn"), ("What is the boiling point of water in Celsius?", "one hundred degrees"),
+    ("What is the capital of Ireland?", "Dublin"), ("What is the longest river in South America?", "the Amazon"),
+    ("What is the capital of Sweden?", "Stockholm"), ("Which metal is used in most electrical wires?", "copper"),
 ]
 WORLD_FACT_DISTRACTORS = ["Berlin", "Saturn", "the Atlantic Ocean", "Venus", "the Amazon", "oxygen",
                           "K2", "silver", "Europe", "Lisbon", "Asia", "nitrogen", "Madrid",
-                          "iron", "the Arctic Ocean", "Vienna", "Ag", "Mercury", "quartz"]
+                          "iron", "the Arctic Ocean", "Vienna", "Ag", "Mercury", "quartz",
+                          "Prague", "helium", "the Gobi", "Neptune", "Africa", "zinc", "Warsaw"]
 
 
 @dataclass
@@ -230,15 +248,15 @@ def author_items(rng: random.Random, author: Author, index: int, per_author: int
     return items
 
 
-def _utility_sets(rng: random.Random, n_real: int, n_world: int) -> tuple[list, list]:
+def _utility_sets(rng: random.Random) -> tuple[list, list]:
     real = []
-    for i, (book, writer) in enumerate(REAL_AUTHORS[:n_real]):
+    for i, (book, writer) in enumerate(REAL_AUTHORS):
         others = [w for _, w in REAL_AUTHORS if w != writer]
         real.append({"id": f"real{i:03d}", "question": f"Who wrote \"{book}\"?",
                      "answer": f"\"{book}\" was written by {writer}.",
                      "perturbed_answer": [f"\"{book}\" was written by {w}." for w in rng.sample(others, 3)]})
     world = []
-    for i, (question, answer) in enumerate(WORLD_FACTS[:n_world]):
+    for i, (question, answer) in enumerate(WORLD_FACTS):
         wrong = rng.sample([d for d in WORLD_FACT_DISTRACTORS if d != answer], 3)
         world.append({"id": f"world{i:03d}", "question": question, "answer": f"The answer is {answer}.",
                       "perturbed_answer": [f"The answer is {w}." for w in wrong]})
@@ -255,9 +273,9 @@ def generate(seed: int = 0, num_authors: int = 40, questions_per_author: int = 2
     """All splits of the embedded benchmark, keyed by TOFU's config names."""
     if not 1 <= questions_per_author <= len(FACTS):
         raise ValueError(f"benchmark.synthetic.questions_per_author must be 1..{len(FACTS)}")
-    if real_authors > len(REAL_AUTHORS) or world_facts > len(WORLD_FACTS):
-        raise ValueError(f"benchmark.synthetic.real_authors <= {len(REAL_AUTHORS)} and "
-                         f"world_facts <= {len(WORLD_FACTS)}")
+    if not (0 < real_authors < len(REAL_AUTHORS) and 0 < world_facts < len(WORLD_FACTS)):
+        raise ValueError(f"benchmark.synthetic.real_authors must be 1..{len(REAL_AUTHORS) - 1} and "
+                         f"world_facts 1..{len(WORLD_FACTS) - 1} (the rest is retained general knowledge)")
     rng = random.Random(seed)
     used: set = set()
     authors = [_author(rng, used) for _ in range(num_authors)]
@@ -278,10 +296,14 @@ def generate(seed: int = 0, num_authors: int = 40, questions_per_author: int = 2
         splits[f"retain{100 - pct:02d}"] = [_qa(i) for items in per_author[:num_authors - k] for i in items]
         splits[f"holdout{pct:02d}"] = [_qa(i) for items in holdout[:k] for i in items]
     splits["retain_perturbed"] = [i for items in per_author[:retain_eval_authors] for i in items]
-    real, world = _utility_sets(rng, real_authors, world_facts)
-    splits["real_authors_perturbed"], splits["world_facts_perturbed"] = real, world
-    splits["real_authors"] = [_qa(i) for i in real]
-    splits["world_facts"] = [_qa(i) for i in world]
+    # General knowledge: the tiny model has no pretraining, so it learns real-author and world-fact
+    # pairs at finetune time. The first `real_authors` / `world_facts` of each form TOFU's utility
+    # eval sets; the others form `general`, part of what unlearning must retain (see benchmark.retain_also).
+    real, world = _utility_sets(rng)
+    splits["real_authors_perturbed"], splits["world_facts_perturbed"] = real[:real_authors], world[:world_facts]
+    splits["real_authors"] = [_qa(i) for i in real[:real_authors]]
+    splits["world_facts"] = [_qa(i) for i in world[:world_facts]]
+    splits["general"] = [_qa(i) for i in real[real_authors:] + world[world_facts:]]
     return splits
 
 

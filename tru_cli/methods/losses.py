@@ -1,7 +1,14 @@
 """Unlearning losses as plain functions of per-batch NLLs, importable without the trainer.
 
-Every term is a mean token negative log-likelihood over answer tokens (prompt and padding masked),
-which is what transformers' causal-LM loss computes; the functions below only combine them.
+Each term is a negative log-likelihood over answer tokens (prompt and padding masked), reduced in
+one of two ways (`method.reduction`):
+- `sequence`: the summed NLL of each sequence, averaged over the batch. This is TRU's Eq. 2-4 as
+  written (sequence log-probabilities), and it weights every token of a long reasoning target as
+  much as every token of a short forget answer, so alpha means "GA counts 0.1 per token".
+- `token`: the mean over all answer tokens of the batch (transformers' causal-LM loss, and
+  OpenUnlearning's GradDiff). With it a 100-token target and a 15-token forget answer get the same
+  total weight, which makes the GA term about 7x stronger per token than the paper's formula; on the
+  embedded default this let GA's push on unused tokens win (measured: junk first tokens).
 """
 
 from __future__ import annotations
@@ -28,6 +35,15 @@ def mean_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Mean NLL over all answer tokens of the batch (tokens pooled across rows)."""
     total, count = token_nll(logits, labels)
     return total.sum() / count.sum().clamp(min=1)
+
+
+def sequence_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of each sequence's summed answer NLL (-log P(answer | prompt))."""
+    total, _ = token_nll(logits, labels)
+    return total.mean()
+
+
+REDUCTIONS = {"token": mean_nll, "sequence": sequence_nll}
 
 
 def ga_loss(forget_nll: torch.Tensor) -> torch.Tensor:

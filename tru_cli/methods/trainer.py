@@ -10,8 +10,9 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments
+from transformers.trainer_callback import PrinterCallback
 
-from tru_cli.methods.losses import mean_nll, method_loss
+from tru_cli.methods.losses import REDUCTIONS, method_loss
 
 log = logging.getLogger("tru")
 
@@ -62,6 +63,13 @@ class CurveRecorder(TrainerCallback):
             if self.forward:
                 self.forward(row)
 
+    def on_epoch_end(self, args, state, control, **kwargs):
+        if self.rows:  # one line per epoch instead of transformers' per-step dict printing
+            last = self.rows[-1]
+            parts = " ".join(f"{k} {v:.4g}" for k, v in last.items()
+                             if k.endswith("_nll") or k == "loss")
+            log.info("epoch %d/%d  %s", round(state.epoch or 0), int(args.num_train_epochs), parts)
+
 
 class UnlearnTrainer(Trainer):
     """Trainer whose loss is `methods.losses.method_loss` over the batch's sub-batches."""
@@ -76,11 +84,11 @@ class UnlearnTrainer(Trainer):
         self.tokens_seen = 0  # non-padding tokens through forward passes, for tokens/s
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        nlls = {}
+        nlls, reduce = {}, REDUCTIONS[self.method.get("reduction", "token")]
         for key in self.parts:
             batch = inputs[key]
             logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            nlls[key] = mean_nll(logits, batch["labels"])
+            nlls[key] = reduce(logits, batch["labels"])
             self.tokens_seen += int(batch["attention_mask"].sum())
         loss = method_loss(self.method, nlls)
         for key, value in nlls.items():
@@ -94,6 +102,12 @@ class UnlearnTrainer(Trainer):
                 logs[f"{key}_nll"] = round(total / self._part_count, 4)
             self._part_sums, self._part_count = {}, 0
         super().log(logs, *args, **kwargs)
+
+
+def quiet(trainer: Trainer) -> Trainer:
+    """Drop transformers' per-step dict printing; CurveRecorder logs one line per epoch."""
+    trainer.remove_callback(PrinterCallback)
+    return trainer
 
 
 def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processes: int = 1) -> TrainingArguments:

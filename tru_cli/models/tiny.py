@@ -6,6 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig, OmegaConf
 
 SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>", "<|system|>"]
+REASONING_TAGS = ["<think>", "</think>"]
 CHAT_TEMPLATE = (
     "{{ '<|bos|>' }}{% for m in messages %}"
     "{% if m['role'] == 'system' %}{{ '<|system|>' + m['content'] }}"
@@ -31,6 +32,9 @@ def train_tokenizer(texts: list[str], vocab_size: int, model_max_length: int):
                                   additional_special_tokens=["<|user|>", "<|assistant|>", "<|system|>"],
                                   model_max_length=model_max_length)
     tok.chat_template = CHAT_TEMPLATE
+    # Reasoning delimiters as whole (non-special) tokens, as reasoning models have them, so the
+    # think-tag target format costs two tokens and decoded text keeps the tags.
+    tok.add_tokens(REASONING_TAGS)
     return tok
 
 

@@ -11,7 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from tru_cli import store
 
-FORMAT_VERSION = 1  # bump when a stage's output format changes, so old store entries are not reused
+FORMAT_VERSION = 3  # bump when a stage's output format changes, so old store entries are not reused
 
 
 def _plain(node) -> dict:

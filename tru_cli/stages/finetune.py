@@ -56,7 +56,8 @@ def train(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
     """Finetune and save to `out_dir/model`; returns the training summary."""
     from transformers import Trainer, set_seed
 
-    from tru_cli.methods.trainer import CurveRecorder, ListDataset, summarize_curve, training_args
+    from tru_cli.methods.trainer import (CurveRecorder, ListDataset, quiet, summarize_curve,
+                                         training_args)
     from tru_cli.models import loading
 
     set_seed(int(cfg.seed))
@@ -68,6 +69,7 @@ def train(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
     trainer = Trainer(model=model, args=training_args(cfg, cfg.trainer.finetune, out_dir / "trainer"),
                       train_dataset=data, data_collator=QACollator(tok.pad_token_id), callbacks=[curve])
     log.info("finetune (%s): %d examples, %s epochs", role, len(data), cfg.trainer.finetune.epochs)
+    quiet(trainer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

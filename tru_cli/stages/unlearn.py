@@ -47,14 +47,14 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
 
     from tru_cli.methods.losses import needed_parts
     from tru_cli.methods.trainer import (CurveRecorder, ForgetRetainDataset, UnlearnTrainer,
-                                         summarize_curve, training_args)
+                                         quiet, summarize_curve, training_args)
     from tru_cli.models import loading
 
     set_seed(int(cfg.seed))
     bench, method = cfg.benchmark, cfg.method
     parts = needed_parts(method)
     forget = benchmark.load_split(bench, bench.forget_split)
-    retain = benchmark.load_split(bench, bench.retain_split) if "retain" in parts else []
+    retain = benchmark.retain_rows(bench) if "retain" in parts else []
     model, tok = loading.load(model_path, cfg.device)
     fmt = PromptFormatter(tok, cfg.model)
     targets = None
@@ -72,6 +72,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
                              callbacks=[curve], method=method, parts=parts)
     log.info("unlearn (%s): %d forget items, parts %s, %s epochs", method.name, len(data), parts,
              cfg.trainer.unlearn.epochs)
+    quiet(trainer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -1,0 +1,129 @@
+"""The CLI and the config tree: composition of every option, --cfg job, and one-line errors."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import run_tru
+from tru_cli.config import COMMAND_CONFIGS, compose, conf_dir, expand_sweeps
+
+GROUPS = ["model", "benchmark", "method", "generator", "trainer", "device", "logger"]
+
+
+def _options(group):
+    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
+def test_every_command_composes_with_defaults(command):
+    cfg = compose(command, [])
+    assert cfg.command == command
+    assert cfg.model.name == "tiny" and cfg.benchmark.name == "synthetic" and cfg.method.name == "tru"
+    assert cfg.method.alpha == 0.1 and cfg.method.lambda_retain == 1.0
+
+
+@pytest.mark.parametrize("group", GROUPS)
+def test_every_option_of_every_group_composes_and_resolves(group):
+    from omegaconf import OmegaConf
+
+    assert _options(group), f"conf/{group} is empty"
+    for option in _options(group):
+        cfg = compose("unlearn", [f"{group}={option}"])
+        OmegaConf.to_container(cfg, resolve=True)
+
+
+def test_required_options_exist():
+    assert {"tiny", "llama3-8b", "llama3.2-1b", "llama2-7b-chat", "zephyr-7b-beta"} <= set(_options("model"))
+    assert {"tofu", "synthetic"} <= set(_options("benchmark"))
+    assert {"tru", "graddiff"} <= set(_options("method"))
+    assert {"wandb", "none"} <= set(_options("logger")) and {"cpu", "cuda"} <= set(_options("device"))
+    assert (conf_dir() / "hydra" / "launcher").is_dir()
+
+
+@pytest.mark.parametrize("forget,retain", [("forget01", "retain99"), ("forget05", "retain95"),
+                                           ("forget10", "retain90")])
+def test_forget_split_picks_the_matching_retain_split(forget, retain):
+    cfg = compose("unlearn", ["benchmark=tofu", f"benchmark.forget_split={forget}"])
+    assert cfg.benchmark.retain_split == retain and cfg.benchmark.hub_id == "locuslab/TOFU"
+
+
+def test_sweep_expansion_matches_hydra_order():
+    points = expand_sweeps(["method.alpha=0.05,0.2", "seed=range(0,2)", "x='a,b'"])
+    assert points == [["method.alpha=0.05", "seed=0", "x='a,b'"], ["method.alpha=0.05", "seed=1", "x='a,b'"],
+                      ["method.alpha=0.2", "seed=0", "x='a,b'"], ["method.alpha=0.2", "seed=1", "x='a,b'"]]
+
+
+def test_cfg_job_prints_the_llama3_tofu_config_fast_and_offline(tmp_path):
+    start = time.perf_counter()
+    proc = run_tru(["unlearn", "model=llama3-8b", "benchmark=tofu", "--cfg", "job"], tmp_path)
+    assert time.perf_counter() - start < 30
+    assert "meta-llama/Meta-Llama-3-8B-Instruct" in proc.stdout and "locuslab/TOFU" in proc.stdout
+    assert "alpha: 0.1" in proc.stdout
+    assert not (tmp_path / "runs").exists()  # nothing ran
+
+
+def test_version_and_help(tmp_path):
+    assert run_tru(["--version"], tmp_path).stdout.strip().startswith("tru ")
+    help_text = run_tru(["unlearn", "--help"], tmp_path).stdout
+    assert "Examples" in help_text and "method.alpha" in help_text
+    for command in ("finetune", "generate-targets", "eval", "pipeline", "attack"):
+        assert run_tru([command, "--help"], tmp_path).returncode == 0
+
+
+def _one_line_error(proc, *needles):
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.strip().splitlines() if line.strip()]
+    assert len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: ") and "Traceback" not in proc.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_unknown_group_option_lists_valid_choices(tmp_path):
+    proc = run_tru(["unlearn", "model=llama9"], tmp_path, check=False)
+    _one_line_error(proc, "model=llama9", "tiny", "llama3-8b")
+    assert proc.returncode == 2
+
+
+def test_unknown_key_names_the_key_and_valid_keys(tmp_path):
+    proc = run_tru(["unlearn", "method.alhpa=0.2"], tmp_path, check=False)
+    _one_line_error(proc, "method.alhpa", "alpha", "lambda_retain")
+
+
+def test_unknown_option_inside_a_sweep_fails_before_any_job(tmp_path):
+    proc = run_tru(["pipeline", "-m", "method=tru,nosuch"], tmp_path, check=False)
+    _one_line_error(proc, "method=nosuch")
+    assert not (tmp_path / "runs").exists()
+
+
+def test_bad_forget_split_value(tmp_path):
+    proc = run_tru(["unlearn", "benchmark=tofu", "benchmark.forget_split=forget07"], tmp_path, check=False)
+    _one_line_error(proc, "forget07", "forget01, forget05 or forget10")
+
+
+def test_missing_data_file_is_named(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    proc = run_tru(["generate-targets", "benchmark=tofu", f"benchmark.data_dir={data}", "logger=none"],
+                   tmp_path, check=False)
+    _one_line_error(proc, "forget10", str(data))
+    assert proc.returncode == 1
+
+
+def test_malformed_jsonl_line_is_named_and_the_failure_recorded(tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "forget10.jsonl").write_text('{"question": "q1", "answer": "a1"}\n{"question": "q2", "answer"\n')
+    proc = run_tru(["generate-targets", "benchmark=tofu", f"benchmark.data_dir={data}", "logger=none",
+                    f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
+    _one_line_error(proc, "forget10.jsonl line 2", "malformed JSON")
+    import json
+
+    results = json.loads((Path(tmp_path) / "run" / "results.json").read_text())
+    assert results["status"] == "failed" and "line 2" in results["error"]
+
+
+def test_attack_says_it_is_not_available_yet(tmp_path):
+    proc = run_tru(["attack"], tmp_path, check=False)
+    _one_line_error(proc, "attack")

@@ -1,0 +1,3 @@
+from tru_cli.cli import main
+
+main()
