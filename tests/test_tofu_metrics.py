@@ -64,3 +64,16 @@ def test_our_logs_round_trip_to_the_same_metrics(tmp_path):
     tofu.write_logs(tmp_path, full)
     again = tofu.read_logs(tmp_path)
     assert tofu.aggregate(again) == pytest.approx(tofu.aggregate(full))
+
+
+@needs_shared
+def test_cli_reaggregates_original_tofu_logs(tmp_path):
+    from tests.conftest import results, run_tru
+
+    run_tru(["eval", "benchmark=tofu", f"eval.from_logs={LOGS / 'llama2-7b_full'}",
+             f"eval.retain_logs={LOGS / 'llama2-7b_retain90'}", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    res = results(tmp_path / "run")
+    assert res["status"] == "completed"
+    assert res["metrics"]["tofu/forget_quality"] == pytest.approx(1.83e-21, rel=0.01)
+    assert res["metrics"]["tofu/model_utility"] == pytest.approx(0.623, abs=0.0005)
+    assert (tmp_path / "run" / "logs" / "tofu_forget.jsonl").is_file()  # re-aggregatable again

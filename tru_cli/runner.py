@@ -34,6 +34,15 @@ def _quiet_libraries() -> None:
     hf_logging.set_verbosity_error()
 
 
+def _select_devices(cfg) -> None:
+    """device.device_ids -> CUDA_VISIBLE_DEVICES, before anything initialises CUDA."""
+    import os
+
+    ids = cfg.device.get("device_ids")
+    if cfg.device.accelerator == "cuda" and ids and "CUDA_VISIBLE_DEVICES" not in os.environ:
+        os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in ids)
+
+
 def run_hydra(command: str, args: list[str]) -> int:
     """Run `tru <command> args...` through Hydra; return how many jobs failed."""
     import hydra
@@ -49,6 +58,7 @@ def run_hydra(command: str, args: list[str]) -> int:
         from tru_cli.tracking import RunRecorder
 
         run_dir = HydraConfig.get().runtime.output_dir
+        _select_devices(cfg)
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
             with RunRecorder(command, cfg, run_dir) as recorder:

@@ -130,6 +130,7 @@ def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processe
         lr_scheduler_type=recipe.lr_scheduler,
         max_grad_norm=float(recipe.max_grad_norm),
         logging_steps=int(cfg.trainer.logging_steps),
+        logging_first_step=True,  # short runs still get a curve
         save_strategy="no",
         report_to="none",       # tru logs to wandb itself, with the run's config and metrics
         use_cpu=cfg.device.accelerator == "cpu",

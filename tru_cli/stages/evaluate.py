@@ -43,8 +43,7 @@ def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig)
             records[r]["avg_paraphrased_loss"] = avg
         else:
             records[r]["average_perturb_loss"].append(avg)
-    for r, row in enumerate(rows):
-        rec = records[r]
+    for rec in records:
         if "avg_paraphrased_loss" not in rec and rec["average_perturb_loss"]:
             rec["avg_paraphrased_loss"] = rec["avg_gt_loss"]  # TOFU: real/world sets compare the answer
         if not rec["average_perturb_loss"]:

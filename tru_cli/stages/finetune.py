@@ -56,8 +56,13 @@ def train(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
     """Finetune and save to `out_dir/model`; returns the training summary."""
     from transformers import Trainer, set_seed
 
-    from tru_cli.methods.trainer import (CurveRecorder, ListDataset, quiet, summarize_curve,
-                                         training_args)
+    from tru_cli.methods.trainer import (
+        CurveRecorder,
+        ListDataset,
+        quiet,
+        summarize_curve,
+        training_args,
+    )
     from tru_cli.models import loading
 
     set_seed(int(cfg.seed))

@@ -46,8 +46,14 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
     from transformers import set_seed
 
     from tru_cli.methods.losses import needed_parts
-    from tru_cli.methods.trainer import (CurveRecorder, ForgetRetainDataset, UnlearnTrainer,
-                                         quiet, summarize_curve, training_args)
+    from tru_cli.methods.trainer import (
+        CurveRecorder,
+        ForgetRetainDataset,
+        UnlearnTrainer,
+        quiet,
+        summarize_curve,
+        training_args,
+    )
     from tru_cli.models import loading
 
     set_seed(int(cfg.seed))

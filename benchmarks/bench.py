@@ -1,0 +1,155 @@
+"""make bench: speed of the two hot loops on the tiny model, each beside a naive baseline run on the
+same machine in the same process, printed as a ratio.
+
+1. Unlearning throughput (TRU loss: target + forget + retain forward/backward, AdamW): tru's
+   UnlearnTrainer (transformers.Trainer) against a hand-written PyTorch loop doing the same work;
+   the ratio is the price (or gain) of using the Trainer.
+2. TOFU evaluation items/s: tru's evaluation (length-sorted batches, all answer variants of a set in
+   shared batched forwards, batched greedy generation) against the naive way (one sequence and one
+   generation at a time), on the same items.
+Numbers depend on the machine and on what else runs on it; no threshold is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+os.environ.setdefault("WANDB_MODE", "disabled")
+
+
+def _cfg(overrides):
+    from tru_cli.config import compose
+
+    return compose("unlearn", ["logger=none", *overrides])
+
+
+def _tiny(cfg):
+    from tru_cli.data import benchmark
+    from tru_cli.models import tiny
+
+    return tiny.build_tiny(cfg.model, benchmark.all_text(cfg.benchmark))
+
+
+def bench_unlearn(steps: int) -> tuple[float, float]:
+    import torch
+    from transformers import set_seed
+
+    from tru_cli.backends.offline import OfflineBackend
+    from tru_cli.data import benchmark
+    from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
+    from tru_cli.methods.losses import REDUCTIONS, method_loss, needed_parts
+    from tru_cli.methods.trainer import ForgetRetainDataset, UnlearnTrainer, quiet, training_args
+    from tru_cli.stages.targets import requests_for
+
+    cfg = _cfg([])
+    set_seed(0)
+    model, tok = _tiny(cfg)
+    fmt = PromptFormatter(tok, cfg.model)
+    forget = benchmark.load_split(cfg.benchmark, "forget10")
+    retain = benchmark.retain_rows(cfg.benchmark)
+    results = OfflineBackend().generate(requests_for(cfg, forget))
+    targets = [fmt.encode(r["question"], cfg.method.target_format.format(reasoning=t.reasoning, refusal=t.refusal))
+               for r, t in zip(forget, results, strict=True)]
+    data = ForgetRetainDataset([fmt.encode(r["question"], r["answer"]) for r in forget],
+                               [fmt.encode(r["question"], r["answer"]) for r in retain], targets, seed=0)
+    parts = needed_parts(cfg.method)
+    batch = int(cfg.trainer.unlearn.batch_size)
+    epochs = steps * batch / len(data)
+    args = training_args(cfg, cfg.trainer.unlearn, "/tmp/tru_bench_trainer")
+    args.num_train_epochs = epochs
+    trainer = quiet(UnlearnTrainer(model=model, args=args, train_dataset=data,
+                                   data_collator=UnlearnCollator(tok.pad_token_id), method=cfg.method, parts=parts))
+    start = time.perf_counter()
+    trainer.train()
+    ours = trainer.tokens_seen / (time.perf_counter() - start)
+
+    # The naive baseline: the same model size, data, loss and optimiser in a plain PyTorch loop.
+    set_seed(0)
+    model, _ = _tiny(cfg)
+    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.unlearn.lr), weight_decay=0.0)
+    collate, reduce = UnlearnCollator(tok.pad_token_id), REDUCTIONS[cfg.method.reduction]
+    seen, start = 0, time.perf_counter()
+    for step in range(steps):
+        rows = [data[(step * batch + i) % len(data)] for i in range(batch)]
+        inputs = collate(rows)
+        nlls = {}
+        for key in parts:
+            b = inputs[key]
+            nlls[key] = reduce(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
+                               b["labels"])
+            seen += int(b["attention_mask"].sum())
+        loss = method_loss(cfg.method, nlls)
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+    naive = seen / (time.perf_counter() - start)
+    return ours, naive
+
+
+def bench_eval(items: int, max_new_tokens: int) -> tuple[float, float, int]:
+    import torch
+
+    from tru_cli.data import benchmark
+    from tru_cli.data.encoding import PromptFormatter, pad
+    from tru_cli.methods.losses import token_nll
+    from tru_cli.metrics import tofu
+    from tru_cli.stages.evaluate import item_records
+
+    cfg = _cfg([f"eval.max_new_tokens={max_new_tokens}", "eval.batch_size=32"])
+    model, tok = _tiny(cfg)
+    model.eval()
+    fmt = PromptFormatter(tok, cfg.model)
+    sets = benchmark.eval_sets(cfg.benchmark)
+    rows = (sets["forget"] + sets["retain"] + sets["real_authors"] + sets["world_facts"])[:items]
+    start = time.perf_counter()
+    item_records(model, fmt, rows, cfg)
+    ours = len(rows) / (time.perf_counter() - start)
+
+    start = time.perf_counter()
+    with torch.no_grad():
+        for row in rows:  # naive: every answer variant and the generation one at a time
+            answers = [row["answer"], row.get("paraphrased_answer"), *(row.get("perturbed_answer") or [])]
+            for answer in filter(None, answers):
+                enc = pad([fmt.encode(row["question"], answer)], tok.pad_token_id)
+                token_nll(model(input_ids=enc["input_ids"]).logits, enc["labels"])
+            ids = torch.tensor([fmt.prompt_ids(row["question"])])
+            out = model.generate(input_ids=ids, max_new_tokens=max_new_tokens, do_sample=False,
+                                 pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+            gen = tok.decode(out[0, ids.shape[1]:], skip_special_tokens=True)
+            tofu.rouge_recalls([row["answer"]], [gen])
+    naive = len(rows) / (time.perf_counter() - start)
+    return ours, naive, len(rows)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=40, help="unlearning steps timed per loop")
+    parser.add_argument("--items", type=int, default=120, help="eval items timed per way")
+    parser.add_argument("--max-new-tokens", type=int, default=64,
+                        help="generation cap (random weights run to the cap)")
+    args = parser.parse_args()
+    from rich.console import Console
+    from rich.table import Table
+
+    from tru_cli.runner import _quiet_libraries
+
+    _quiet_libraries()
+    import torch
+
+    ours_u, naive_u = bench_unlearn(args.steps)
+    ours_e, naive_e, n = bench_eval(args.items, args.max_new_tokens)
+    table = Table(title=f"tru bench (tiny model, {torch.get_num_threads()} threads, CPU)")
+    for col in ("measure", "tru", "naive baseline", "ratio"):
+        table.add_column(col, justify="right" if col != "measure" else "left")
+    table.add_row(f"unlearn TRU step, tokens/s ({args.steps} steps)", f"{ours_u:,.0f}", f"{naive_u:,.0f}",
+                  f"{ours_u / naive_u:.2f}x")
+    table.add_row(f"TOFU eval, items/s ({n} items, <= {args.max_new_tokens} new tokens)", f"{ours_e:.1f}",
+                  f"{naive_e:.1f}", f"{ours_e / naive_e:.2f}x")
+    Console().print(table)
+
+
+if __name__ == "__main__":
+    main()

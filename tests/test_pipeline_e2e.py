@@ -1,0 +1,110 @@
+"""The real CLI end to end on a reduced embedded default: pipeline, run contract, sweep with
+stage reuse, re-aggregation from logs, and the standalone stage commands."""
+
+import json
+
+import pytest
+
+from tests.conftest import SMALL, results, run_tru, tru_env
+
+pytestmark = pytest.mark.slow
+CONTRACT = {"command", "status", "metrics", "artifacts", "versions", "device", "started_at", "finished_at"}
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    return tmp_path_factory.mktemp("tru_e2e")
+
+
+@pytest.fixture(scope="module")
+def pipeline_run(workdir):
+    env = tru_env(workdir, WANDB_MODE="offline")
+    proc = run_tru(["pipeline", *SMALL, f"hydra.run.dir={workdir / 'run'}"], workdir, env=env)
+    return workdir / "run", proc
+
+
+def test_pipeline_leaves_the_run_contract(pipeline_run):
+    run_dir, _ = pipeline_run
+    res = results(run_dir)
+    assert CONTRACT <= set(res) and res["command"] == "pipeline" and res["status"] == "completed"
+    assert {"tru", "torch", "transformers", "git_commit"} <= set(res["versions"])
+    assert res["device"]["accelerator"] == "cpu" and res["device"]["num_processes"] == 1
+    for role in ("target", "retain", "unlearned"):
+        for name in ("forget_rougeL_recall", "retain_rougeL_recall", "forget_truth_ratio",
+                     "model_utility", "forget_quality"):
+            assert isinstance(res["metrics"][f"{role}/tofu/{name}"], float), (role, name)
+    assert res["metrics"]["retain/tofu/forget_quality"] == pytest.approx(1.0)
+    assert "unlearn/loss_last" in res["metrics"] and res["metrics"]["unlearn/tokens_per_second"] > 0
+    for name in ("target_model", "retain_model", "unlearned_model", "targets"):
+        assert (run_dir / res["artifacts"][name]).exists(), name
+    assert (run_dir / res["artifacts"]["unlearned_model"] / "model.safetensors").is_file()
+    assert (run_dir / res["artifacts"]["unlearned_model"] / "tokenizer.json").is_file()
+    config = (run_dir / "config.yaml").read_text()
+    assert "alpha: 0.1" in config and "lambda_retain: 1.0" in config
+
+
+def test_pipeline_writes_per_item_logs_and_a_wandb_run(pipeline_run):
+    run_dir, _ = pipeline_run
+    for role in ("target", "retain", "unlearned"):
+        rows = [json.loads(line) for line in (run_dir / "logs" / role / "tofu_forget.jsonl").open()]
+        assert rows and {"id", "question", "answer", "generation", "avg_gt_loss", "rougeL_recall",
+                         "truth_ratio", "average_perturb_loss", "avg_paraphrased_loss"} <= set(rows[0])
+    assert list((run_dir / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_eval_reaggregates_saved_logs_without_a_model(pipeline_run, workdir):
+    run_dir, _ = pipeline_run
+    out = workdir / "reagg"
+    run_tru(["eval", f"eval.from_logs={run_dir / 'logs' / 'unlearned'}",
+             f"eval.retain_logs={run_dir / 'logs' / 'retain'}", f"hydra.run.dir={out}"], workdir)
+    again = results(out)["metrics"]
+    original = results(run_dir)["metrics"]
+    for key, value in again.items():
+        assert value == pytest.approx(original[f"unlearned/{key}"], rel=1e-9), key
+
+
+def test_sweep_runs_two_jobs_in_one_sweep_dir_and_finetunes_once(pipeline_run, workdir):
+    sweep = workdir / "sweep"
+    proc = run_tru(["pipeline", "-m", "method.alpha=0.05,0.2", *SMALL, f"hydra.sweep.dir={sweep}"], workdir)
+    jobs = sorted(p for p in sweep.iterdir() if (p / "results.json").is_file())
+    assert [p.name for p in jobs] == ["0", "1"]
+    alphas = [json.loads(json.dumps(results(p)))["status"] for p in jobs]
+    assert alphas == ["completed", "completed"]
+    store = workdir / ".tru_store"
+    # one target and one retain model for the first run and both sweep jobs: built once, reused
+    assert len([p for p in (store / "finetune-full").iterdir() if p.is_dir()]) == 1
+    assert len([p for p in (store / "finetune-retain").iterdir() if p.is_dir()]) == 1
+    assert len([p for p in (store / "unlearn").iterdir() if p.is_dir()]) == 3  # alpha 0.1, 0.05, 0.2
+    assert "reusing finetune-full" in proc.stdout + proc.stderr
+    a, b = (results(p)["metrics"]["unlearn/loss_last"] for p in jobs)
+    assert a != b
+
+
+def test_standalone_stages(pipeline_run, workdir):
+    run_dir, _ = pipeline_run
+    target = run_dir / results(run_dir)["artifacts"]["target_model"]
+    # generate-targets: one target per forget item with provenance
+    run_tru(["generate-targets", *SMALL, f"hydra.run.dir={workdir / 'gt'}"], workdir)
+    rows = [json.loads(line) for line in (workdir / "gt" / "targets.jsonl").open()]
+    assert len(rows) == 20 and {"id", "question", "reasoning", "refusal", "backend", "model",
+                                "prompt_version", "created_at"} <= set(rows[0])
+    # unlearn (graddiff) from a local checkpoint, writing model/ and the training curve
+    out = workdir / "gd"
+    run_tru(["unlearn", "method=graddiff", f"model.path={target}", *SMALL, f"hydra.run.dir={out}"], workdir)
+    res = results(out)
+    assert res["status"] == "completed" and (out / "model" / "model.safetensors").is_file()
+    assert (out / "train_log.jsonl").is_file() and res["metrics"]["unlearn/forget_nll_last"] > 0
+    # finetune of the retain model into its own run dir
+    ft = workdir / "ft"
+    run_tru(["finetune", "finetune.split=retain", *SMALL, "model.recipe.finetune_epochs=1",
+             f"hydra.run.dir={ft}"], workdir)
+    assert (ft / "model" / "config.json").is_file() and results(ft)["metrics"]["finetune/examples"] > 0
+
+
+def test_rerun_reuses_every_stage(pipeline_run, workdir):
+    proc = run_tru(["pipeline", *SMALL, f"hydra.run.dir={workdir / 'again'}"], workdir)
+    log = proc.stdout + proc.stderr
+    for stage in ("finetune-full", "finetune-retain", "targets", "unlearn", "eval"):
+        assert f"reusing {stage}" in log, stage
+    first, second = results(pipeline_run[0])["metrics"], results(workdir / "again")["metrics"]
+    assert second["unlearned/tofu/forget_rougeL_recall"] == first["unlearned/tofu/forget_rougeL_recall"]
