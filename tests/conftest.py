@@ -13,10 +13,8 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 SHARED_DATA = ROOT.parent / "shared" / "data"
 TRU = [sys.executable, "-m", "tru_cli"]
-# A pipeline small enough for tests: 5 authors (1 forgotten), a few epochs, short answers.
-SMALL = ["benchmark.synthetic.num_authors=5", "benchmark.synthetic.real_authors=6",
-         "benchmark.synthetic.world_facts=6", "model.recipe.finetune_epochs=4",
-         "model.recipe.unlearn_epochs=1", "eval.max_new_tokens=24", "eval.show_examples=0"]
+# A pipeline small enough for tests (experiments/smoke.yaml): 5 authors, 1 forgotten, few epochs.
+SMALL = ["experiments=smoke"]
 
 
 def tru_env(tmp_path: Path, **extra) -> dict:

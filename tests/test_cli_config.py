@@ -127,3 +127,14 @@ def test_malformed_jsonl_line_is_named_and_the_failure_recorded(tmp_path):
 def test_attack_says_it_is_not_available_yet(tmp_path):
     proc = run_tru(["attack"], tmp_path, check=False)
     _one_line_error(proc, "attack")
+
+
+def test_every_experiment_overlay_composes():
+    from tru_cli.config import experiments_root
+
+    overlays = sorted(p.stem for p in (experiments_root() / "experiments").glob("*.yaml"))
+    assert "smoke" in overlays
+    for name in overlays:
+        cfg = compose("pipeline", [f"experiments={name}"])
+        assert cfg.command == "pipeline"
+    assert compose("pipeline", ["experiments=smoke"]).benchmark.synthetic.num_authors == 5

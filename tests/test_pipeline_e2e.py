@@ -108,3 +108,15 @@ def test_rerun_reuses_every_stage(pipeline_run, workdir):
         assert f"reusing {stage}" in log, stage
     first, second = results(pipeline_run[0])["metrics"], results(workdir / "again")["metrics"]
     assert second["unlearned/tofu/forget_rougeL_recall"] == first["unlearned/tofu/forget_rougeL_recall"]
+
+
+def test_unlearn_and_eval_without_arguments_use_the_embedded_default(pipeline_run, workdir):
+    # with no model.path, unlearn takes the finetuned target and the targets from the store
+    run_tru(["unlearn", *SMALL, "unlearn.evaluate=true", f"hydra.run.dir={workdir / 'u'}"], workdir)
+    res = results(workdir / "u")
+    assert res["status"] == "completed" and "targets" in res["artifacts"]
+    assert "tofu/forget_quality" in res["metrics"]  # the retain model's logs came from the store
+    run_tru(["eval", *SMALL, f"hydra.run.dir={workdir / 'e'}"], workdir)
+    target_eval = results(workdir / "e")["metrics"]
+    pipeline = results(pipeline_run[0])["metrics"]
+    assert target_eval["tofu/forget_rougeL_recall"] == pytest.approx(pipeline["target/tofu/forget_rougeL_recall"])
