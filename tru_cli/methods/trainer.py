@@ -145,6 +145,22 @@ def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processe
     )
 
 
+def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Path, prefix: str) -> dict:
+    """Train, save `out_dir/model` and `out_dir/train_log.jsonl`; return the curve summary and time."""
+    import time
+
+    from tru_cli.data.files import write_jsonl
+    from tru_cli.models import loading
+
+    quiet(trainer)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    loading.save(trainer.model, tokenizer, Path(out_dir) / "model")
+    write_jsonl(Path(out_dir) / "train_log.jsonl", curve.rows)
+    return {**summarize_curve(curve.rows, prefix), f"{prefix}/train_seconds": seconds}
+
+
 def summarize_curve(rows: list[dict], prefix: str) -> dict:
     """A flat summary of the training curve for results.json (first/last loss, steps)."""
     if not rows:

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from tru_cli.data import benchmark
 from tru_cli.data.encoding import PromptFormatter, QACollator
-from tru_cli.data.files import write_jsonl
 from tru_cli.errors import TruError
 
 log = logging.getLogger("tru")
@@ -59,11 +57,9 @@ def train(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
     from tru_cli.methods.trainer import (
         CurveRecorder,
         ListDataset,
-        quiet,
-        summarize_curve,
+        fit_and_save,
         training_args,
     )
-    from tru_cli.models import loading
 
     set_seed(int(cfg.seed))
     rows = benchmark.training_rows(cfg.benchmark, split_for(cfg, role))
@@ -74,14 +70,7 @@ def train(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
     trainer = Trainer(model=model, args=training_args(cfg, cfg.trainer.finetune, out_dir / "trainer"),
                       train_dataset=data, data_collator=QACollator(tok.pad_token_id), callbacks=[curve])
     log.info("finetune (%s): %d examples, %s epochs", role, len(data), cfg.trainer.finetune.epochs)
-    quiet(trainer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    loading.save(trainer.model, tok, out_dir / "model")
-    write_jsonl(out_dir / "train_log.jsonl", curve.rows)
-    return {**summarize_curve(curve.rows, "finetune"), "finetune/train_seconds": seconds,
-            "finetune/examples": len(data)}
+    return {**fit_and_save(trainer, tok, curve, out_dir, "finetune"), "finetune/examples": len(data)}
 
 
 def run(cfg: DictConfig, recorder) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 
 from omegaconf import DictConfig
 
 from tru_cli.data import benchmark
 from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
-from tru_cli.data.files import read_jsonl, write_jsonl
+from tru_cli.data.files import read_jsonl
 from tru_cli.errors import TruError
 from tru_cli.stages.targets import item_id
 
@@ -50,8 +49,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
         CurveRecorder,
         ForgetRetainDataset,
         UnlearnTrainer,
-        quiet,
-        summarize_curve,
+        fit_and_save,
         training_args,
     )
     from tru_cli.models import loading
@@ -78,14 +76,9 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
                              callbacks=[curve], method=method, parts=parts)
     log.info("unlearn (%s): %d forget items, parts %s, %s epochs", method.name, len(data), parts,
              cfg.trainer.unlearn.epochs)
-    quiet(trainer)
-    start = time.perf_counter()
-    trainer.train()
-    seconds = time.perf_counter() - start
-    loading.save(trainer.model, tok, out_dir / "model")
-    write_jsonl(out_dir / "train_log.jsonl", curve.rows)
-    return {**summarize_curve(curve.rows, "unlearn"), "unlearn/train_seconds": seconds,
-            "unlearn/tokens_per_second": trainer.tokens_seen / max(seconds, 1e-9),
+    metrics = fit_and_save(trainer, tok, curve, out_dir, "unlearn")
+    seconds = max(metrics["unlearn/train_seconds"], 1e-9)
+    return {**metrics, "unlearn/tokens_per_second": trainer.tokens_seen / seconds,
             "unlearn/forget_items": len(forget)}
 
 
