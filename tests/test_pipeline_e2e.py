@@ -35,6 +35,8 @@ def test_pipeline_leaves_the_run_contract(pipeline_run):
             assert isinstance(res["metrics"][f"{role}/tofu/{name}"], float), (role, name)
     assert res["metrics"]["retain/tofu/forget_quality"] == pytest.approx(1.0)
     assert "unlearn/loss_last" in res["metrics"] and res["metrics"]["unlearn/tokens_per_second"] > 0
+    assert res["metrics"]["target/finetune/train_seconds"] > 0
+    assert res["metrics"]["retain/finetune/examples"] < res["metrics"]["target/finetune/examples"]
     for name in ("target_model", "retain_model", "unlearned_model", "targets"):
         assert (run_dir / res["artifacts"][name]).exists(), name
     assert (run_dir / res["artifacts"]["unlearned_model"] / "model.safetensors").is_file()

@@ -108,6 +108,12 @@ def retain_logs(cfg: DictConfig) -> str:
     return logs
 
 
+def producer_metrics(path: str) -> dict:
+    """The training summary of the store entry a model came from (none for a hub id or user dir)."""
+    entry = Path(path).parent
+    return _read_metrics(entry) if (entry / "DONE").is_file() else {}
+
+
 def _write_metrics(out: Path, metrics: dict) -> None:
     (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
 

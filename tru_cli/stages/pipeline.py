@@ -27,6 +27,8 @@ def run(cfg: DictConfig, recorder) -> None:
     retain = artifacts.finetuned(cfg, "retain")
     recorder.add_artifact("target_model", target)
     recorder.add_artifact("retain_model", retain)
+    for role, model in (("target", target), ("retain", retain)):
+        recorder.add_metrics(artifacts.producer_metrics(model), prefix=f"{role}/")
 
     retain_logs, retain_metrics = artifacts.evaluation(cfg, retain, None, self_reference=True)
     recorder.add_metrics(retain_metrics, prefix="retain/")
