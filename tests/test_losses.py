@@ -35,26 +35,6 @@ def test_graddiff_and_tru_combine_terms():
     assert losses.tru_loss(t, losses.graddiff_loss(f, r, 1.0), alpha=0.1).item() == pytest.approx(1.35)
 
 
-def _method(**kw):
-    base = {"name": "tru", "loss": "tru", "alpha": 0.1, "lambda_retain": 1.0, "ga_term": "graddiff",
-            "use_targets": True}
-    base.update(kw)
-    return OmegaConf.create(base)
-
-
-def test_method_loss_dispatch_and_needed_parts():
-    parts = {"target": torch.tensor(1.5), "forget": torch.tensor(2.0), "retain": torch.tensor(0.5)}
-    assert losses.method_loss(_method(), parts).item() == pytest.approx(1.35)
-    assert losses.needed_parts(_method()) == ("target", "forget", "retain")
-    graddiff = _method(name="graddiff", loss="graddiff", alpha=1.0, use_targets=False)
-    assert losses.method_loss(graddiff, parts).item() == pytest.approx(-1.5)
-    assert losses.needed_parts(graddiff) == ("forget", "retain")
-    # ablation "without the target term" is a config, not a code path
-    assert losses.method_loss(_method(use_targets=False), parts).item() == pytest.approx(-0.15)
-    with pytest.raises(ValueError, match="ga_term"):
-        losses.method_loss(_method(ga_term="nope"), parts)
-
-
 def test_ga_step_raises_forget_nll_and_target_step_lowers_target_nll():
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Embedding(8, 8), torch.nn.Linear(8, 8))
@@ -71,3 +51,47 @@ def test_ga_step_raises_forget_nll_and_target_step_lowers_target_nll():
         loss_fn().backward()
         opt.step()
         assert (nll().item() - before) * sign > 0
+
+
+def test_npo_matches_its_closed_form():
+    nll, ref = torch.tensor([3.0, 1.0]), torch.tensor([2.0, 2.0])
+    beta = 0.1
+    # (2/beta) * log(1 + (P/P_ref)^beta), with P/P_ref = exp(ref - nll)
+    expected = sum((2 / beta) * math.log(1 + math.exp(beta * (r - n))) for n, r in zip([3.0, 1.0], [2.0, 2.0])) / 2
+    assert losses.npo_loss(nll, ref, beta).item() == pytest.approx(expected, rel=1e-6)
+    # at the reference point NPO is (2/beta) log 2, and raising the NLL lowers it
+    assert losses.npo_loss(ref, ref, beta).item() == pytest.approx(2 / beta * math.log(2), rel=1e-6)
+    assert losses.npo_loss(ref + 5, ref, beta) < losses.npo_loss(ref, ref, beta)
+
+
+def test_simnpo_dpo_by_hand():
+    avg = torch.tensor([1.0])
+    assert losses.simnpo_loss(avg, beta=2.0, delta=0.5).item() == pytest.approx(
+        -(2 / 2.0) * math.log(1 / (1 + math.exp(-2.0 * 0.5))), rel=1e-6)
+    # DPO: win log-ratio = ref - nll = 1, lose log-ratio = -1  ->  -(2/b) log sigmoid(b * 2)
+    got = losses.dpo_loss(torch.tensor([1.0]), torch.tensor([2.0]), torch.tensor([3.0]), torch.tensor([2.0]), beta=0.5)
+    assert got.item() == pytest.approx(-(2 / 0.5) * math.log(1 / (1 + math.exp(-1.0))), rel=1e-6)
+
+
+def test_wga_weights_tokens_by_their_probability():
+    logits = torch.tensor([[[0.0, 0.0], [math.log(3.0), 0.0], [0.0, 0.0]]])
+    labels = torch.tensor([[-100, 0, 1]])
+    # tokens: p=1/2 (CE log 2) and p=1/4 (CE log 4); beta=1 weights them by p
+    expected = -(0.5 * math.log(2) + 0.25 * math.log(4)) / 2
+    assert losses.wga_loss(logits, labels, beta=1.0).item() == pytest.approx(expected, rel=1e-6)
+    assert losses.wga_loss(logits, labels, beta=0.0).item() == pytest.approx(-(math.log(2) + math.log(4)) / 2)
+
+
+def test_kl_is_zero_for_equal_models_and_positive_otherwise():
+    torch.manual_seed(0)
+    logits = torch.randn(2, 4, 5)
+    labels = torch.tensor([[-100, 1, 2, 3], [-100, -100, 4, 0]])
+    assert losses.kl_loss(logits, logits.clone(), labels).item() == pytest.approx(0.0, abs=1e-6)
+    assert losses.kl_loss(logits, torch.randn(2, 4, 5), labels).item() > 0
+
+
+def test_rmu_loss_by_hand():
+    hidden = torch.tensor([[[1.0, 1.0], [3.0, 3.0]]])
+    control = torch.tensor([1.0, 3.0])
+    mask = torch.tensor([[1, 0]])
+    assert losses.rmu_loss(hidden, control, mask).item() == pytest.approx((0.0 + 4.0) / 2)

@@ -54,7 +54,10 @@ def pad(features: list[dict], pad_id: int) -> dict:
         ids[row, :n] = torch.tensor(f["input_ids"])
         labels[row, :n] = torch.tensor(f["labels"])
         mask[row, :n] = 1
-    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    batch = {"input_ids": ids, "labels": labels, "attention_mask": mask}
+    if all("ref_nll" in f for f in features):  # reference statistics computed before training
+        batch["ref_nll"] = torch.tensor([f["ref_nll"] for f in features], dtype=torch.float32)
+    return batch
 
 
 class QACollator:

@@ -57,36 +57,62 @@ def graddiff_loss(forget_nll: torch.Tensor, retain_nll: torch.Tensor,
     return -forget_nll + lambda_retain * retain_nll
 
 
-GA_TERMS = {
-    "graddiff": lambda parts, m: graddiff_loss(parts["forget"], parts["retain"], m.lambda_retain),
-    "ga": lambda parts, m: ga_loss(parts["forget"]),
-}
-
-
 def tru_loss(target_nll: torch.Tensor, ga_term: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
     """TRU (Liao et al. 2026, Eq. 4): L = CE(reasoning ⊕ refusal | query) + alpha * L_GA-based.
     `target_nll` is the CE on the generated targets; `ga_term` is e.g. `graddiff_loss(...)`."""
     return target_nll + alpha * ga_term
 
 
-def method_loss(method, parts: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The configured method's loss from the NLLs of its sub-batches (`target`, `forget`, `retain`)."""
-    if method.ga_term not in GA_TERMS:
-        raise ValueError(f"method.ga_term={method.ga_term}; choose one of {', '.join(GA_TERMS)}")
-    ga = GA_TERMS[method.ga_term](parts, method)
-    if method.loss == "tru":
-        target = parts["target"] if method.use_targets else torch.zeros_like(ga)
-        return tru_loss(target, ga, method.alpha)
-    if method.loss == "graddiff":
-        return method.alpha * ga
-    raise ValueError(f"method.loss={method.loss} is not known; choose tru or graddiff")
+# ---- baselines: each takes per-sequence or per-token statistics, not a model ----
+
+def npo_loss(nll: torch.Tensor, ref_nll: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
+    """NPO (Zhang et al. 2024, TRU Eq. 6): (2/beta) * log(1 + (P_theta/P_ref)^beta)
+    = -(2/beta) * log sigmoid(beta * (NLL_theta - NLL_ref)), averaged over sequences.
+    `nll`, `ref_nll`: summed answer NLL per sequence [B] under the model and the reference."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (nll - ref_nll)).mean()
 
 
-def needed_parts(method) -> tuple[str, ...]:
-    """Which sub-batches the method reads, so the trainer never computes an unused forward pass."""
-    parts = ["forget"]
-    if method.ga_term == "graddiff":
-        parts.append("retain")
-    if method.loss == "tru" and method.use_targets:
-        parts.insert(0, "target")
-    return tuple(parts)
+def simnpo_loss(avg_nll: torch.Tensor, beta: float = 4.5, delta: float = 0.0) -> torch.Tensor:
+    """SimNPO (Fan et al. 2024): reference-free NPO on the length-normalised NLL,
+    -(2/beta) * log sigmoid(beta * (NLL_theta / |y| - delta)). `avg_nll`: mean token NLL per sequence [B]."""
+    return -(2.0 / beta) * F.logsigmoid(beta * (avg_nll - delta)).mean()
+
+
+def dpo_loss(win_nll: torch.Tensor, win_ref_nll: torch.Tensor, lose_nll: torch.Tensor,
+             lose_ref_nll: torch.Tensor, beta: float = 0.1) -> torch.Tensor:
+    """DPO (Rafailov et al. 2023) as IdkDPO uses it (TOFU; OpenUnlearning): the "I don't know"
+    answer wins over the original answer. With log-ratios r = log P_theta - log P_ref = NLL_ref - NLL_theta,
+    L = -(2/beta) * log sigmoid(beta * (r_win - r_lose)). All inputs: summed NLL per sequence [B]."""
+    win = win_ref_nll - win_nll
+    lose = lose_ref_nll - lose_nll
+    return -(2.0 / beta) * F.logsigmoid(beta * (win - lose)).mean()
+
+
+def wga_loss(logits: torch.Tensor, labels: torch.Tensor, beta: float = 1.0) -> torch.Tensor:
+    """WGA (Wang et al. 2025, TRU Eq. 7): gradient ascent with each answer token weighted by its
+    own (detached) probability to the power beta: L = -mean_t[ p_t^beta * CE_t ]."""
+    shift_logits, shift_labels = logits[:, :-1, :].float(), labels[:, 1:]
+    mask = shift_labels != IGNORE
+    ce = F.cross_entropy(shift_logits.reshape(-1, shift_logits.size(-1)),
+                         shift_labels.clamp(min=0).reshape(-1), reduction="none").view_as(shift_labels)
+    weight = torch.exp(-ce).detach() ** beta
+    return -(weight * ce)[mask].mean()
+
+
+def kl_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """KL(P_ref || P_theta) of the next-token distributions, averaged over answer tokens
+    (the KL retain term of Yao et al. 2023 / OpenUnlearning; OpenUnlearning averages over all
+    positions, tru over answer positions only, like every other term here)."""
+    mask = labels[:, 1:] != IGNORE
+    log_p = F.log_softmax(logits[:, :-1, :].float(), dim=-1)[mask]
+    log_ref = F.log_softmax(ref_logits[:, :-1, :].float(), dim=-1)[mask]
+    return F.kl_div(log_p, log_ref, reduction="batchmean", log_target=True)
+
+
+def rmu_loss(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """RMU (Li et al. 2024, TRU Eq. 9), one term: mean over masked tokens of the mean squared
+    distance between layer activations [B, T, H] and `target` ([H] control vector c*u for the
+    forget term, or the frozen model's activations [B, T, H] for the retain term)."""
+    sq = (hidden.float() - target.float()) ** 2
+    per_token = sq.mean(dim=-1)
+    return per_token[mask.bool()].mean()

@@ -12,8 +12,6 @@ from omegaconf import DictConfig
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from tru_cli.methods.losses import REDUCTIONS, method_loss
-
 log = logging.getLogger("tru")
 
 
@@ -29,23 +27,21 @@ class ListDataset(torch.utils.data.Dataset):
 
 
 class ForgetRetainDataset(torch.utils.data.Dataset):
-    """One row per forget item: its target (if any), the original forget answer, and a retain
-    example drawn by a seeded generator, so every step sees fresh retain data."""
+    """One row per forget item: its encoded sub-examples (`forget`, and `target` / `idk` when the
+    method reads them, each possibly carrying a precomputed `ref_nll`), plus a retain example drawn
+    by a seeded generator, so every step sees fresh retain data."""
 
-    def __init__(self, forget: list[dict], retain: list[dict], targets: list[dict] | None,
-                 seed: int):
-        self.forget, self.retain, self.targets = forget, retain, targets
+    def __init__(self, rows: list[dict], retain: list[dict], seed: int):
+        self.rows, self.retain = rows, retain
         self.rng = random.Random(seed)
 
     def __len__(self) -> int:
-        return len(self.forget)
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> dict:
-        row = {"forget": self.forget[i]}
+        row = dict(self.rows[i])
         if self.retain:
             row["retain"] = self.retain[self.rng.randrange(len(self.retain))]
-        if self.targets is not None:
-            row["target"] = self.targets[i]
         return row
 
 
@@ -67,31 +63,29 @@ class CurveRecorder(TrainerCallback):
         if self.rows:  # one line per epoch instead of transformers' per-step dict printing
             last = self.rows[-1]
             parts = " ".join(f"{k} {v:.4g}" for k, v in last.items()
-                             if k.endswith("_nll") or k == "loss")
+                             if k.endswith(("_nll", "_kl", "_rmu")) or k == "loss")
             log.info("epoch %d/%d  %s", round(state.epoch or 0), int(args.num_train_epochs), parts)
 
 
 class UnlearnTrainer(Trainer):
-    """Trainer whose loss is `methods.losses.method_loss` over the batch's sub-batches."""
+    """Trainer whose loss is the configured `objectives.Objective` over the batch's sub-batches."""
 
-    def __init__(self, *args, method: DictConfig, parts: tuple[str, ...], **kwargs):
+    def __init__(self, *args, objective, **kwargs):
         super().__init__(*args, **kwargs)
-        self.method, self.parts = method, parts
-        # Our loss is already a mean; let Trainer divide by the accumulation steps itself.
+        self.objective = objective
+        # Our loss is already reduced; let Trainer divide by the accumulation steps itself.
         self.model_accepts_loss_kwargs = False
         self._part_sums: dict[str, float] = {}
         self._part_count = 0
-        self.tokens_seen = 0  # non-padding tokens through forward passes, for tokens/s
+
+    @property
+    def tokens_seen(self) -> int:
+        """Non-padding tokens through forward passes, for tokens/s."""
+        return self.objective.tokens_seen
 
     def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
-        nlls, reduce = {}, REDUCTIONS[self.method.get("reduction", "token")]
-        for key in self.parts:
-            batch = inputs[key]
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-            nlls[key] = reduce(logits, batch["labels"])
-            self.tokens_seen += int(batch["attention_mask"].sum())
-        loss = method_loss(self.method, nlls)
-        for key, value in nlls.items():
+        loss, parts = self.objective(model, inputs)
+        for key, value in parts.items():
             self._part_sums[key] = self._part_sums.get(key, 0.0) + float(value.detach())
         self._part_count += 1
         return (loss, None) if return_outputs else loss
@@ -99,7 +93,7 @@ class UnlearnTrainer(Trainer):
     def log(self, logs: dict, *args, **kwargs) -> None:
         if self._part_count and "loss" in logs:
             for key, total in self._part_sums.items():
-                logs[f"{key}_nll"] = round(total / self._part_count, 4)
+                logs[key] = round(total / self._part_count, 4)
             self._part_sums, self._part_count = {}, 0
         super().log(logs, *args, **kwargs)
 
@@ -168,7 +162,7 @@ def summarize_curve(rows: list[dict], prefix: str) -> dict:
     out = {f"{prefix}/steps": rows[-1]["step"], f"{prefix}/loss_first": rows[0]["loss"],
            f"{prefix}/loss_last": rows[-1]["loss"]}
     for key in rows[-1]:
-        if key.endswith("_nll"):
+        if key.endswith(("_nll", "_kl", "_rmu")):
             out[f"{prefix}/{key}_first"] = rows[0].get(key)
             out[f"{prefix}/{key}_last"] = rows[-1][key]
     return out

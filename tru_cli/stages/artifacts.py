@@ -68,6 +68,7 @@ def targets(cfg: DictConfig) -> str:
     from tru_cli.stages import targets as targets_stage
 
     payload = {"v": FORMAT_VERSION, "generator": _plain(cfg.generator),
+               "criteria": targets_stage.with_criteria(cfg),
                "benchmark": _bench_key(cfg, ("forget_split", "unlearning_task"))}
     entry = store.cached(cfg.paths.store, "targets", payload,
                          lambda out: _write_metrics(out, targets_stage.generate(cfg, out / "targets.jsonl")))

@@ -21,9 +21,14 @@ def item_id(row: dict, index: int, split: str) -> str:
     return str(row.get("id") or f"{split}-{index:04d}")
 
 
+def with_criteria(cfg: DictConfig) -> bool:
+    """The prompt's two criteria are on unless the generator or the method (an ablation) turns them off."""
+    return bool(cfg.generator.get("criteria", True)) and bool(cfg.method.get("criteria", True))
+
+
 def requests_for(cfg: DictConfig, rows: list[dict]) -> list[TargetRequest]:
     task = cfg.benchmark.unlearning_task
-    criteria = bool(cfg.generator.get("criteria", True))
+    criteria = with_criteria(cfg)
     return [TargetRequest(id=item_id(r, i, cfg.benchmark.forget_split), question=r["question"],
                           messages=messages(task, r["question"], criteria), answer=r.get("answer"),
                           meta={k: r[k] for k in ("author", "topic") if k in r})
@@ -38,7 +43,7 @@ def leaks(answer: str | None, text: str) -> bool:
 def generate(cfg: DictConfig, out_path: Path) -> dict:
     rows = benchmark.load_split(cfg.benchmark, cfg.benchmark.forget_split)
     requests = requests_for(cfg, rows)
-    backend = make_backend(cfg.generator)
+    backend = make_backend(cfg.generator, criteria=with_criteria(cfg))
     results = backend.generate(requests)
     created = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     prompt_version = cfg.generator.get("prompt_version", PROMPT_VERSION)
@@ -47,7 +52,7 @@ def generate(cfg: DictConfig, out_path: Path) -> dict:
         leaked += leaks(req.answer, res.reasoning + " " + res.refusal)
         out.append({"id": req.id, "question": req.question, "reasoning": res.reasoning,
                     "refusal": res.refusal, "backend": backend.name, "model": backend.model,
-                    "prompt_version": prompt_version, "criteria": bool(cfg.generator.get("criteria", True)),
+                    "prompt_version": prompt_version, "criteria": with_criteria(cfg),
                     "benchmark": cfg.benchmark.name, "split": cfg.benchmark.forget_split,
                     "created_at": created})
     write_jsonl(out_path, out)

@@ -40,11 +40,68 @@ def target_texts(cfg: DictConfig, forget: list[dict], targets_path: str) -> list
     return texts
 
 
+def _with_reference_nll(model, encoded: list[dict], pad_id: int, batch_size: int) -> None:
+    """Add each sequence's summed answer NLL under `model` (the reference, before any update) as
+    `ref_nll`: NPO and DPO need only this per-sequence number, so no second model is held."""
+    import torch
+
+    from tru_cli.data.encoding import pad
+    from tru_cli.methods.losses import token_nll
+
+    device = next(model.parameters()).device
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    model.eval()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in pad([encoded[i] for i in chunk], pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            for i, value in zip(chunk, token_nll(logits, batch["labels"])[0].tolist(), strict=True):
+                encoded[i]["ref_nll"] = value
+    model.train()
+
+
+def _freeze_all_but(model, pattern: str | None) -> int:
+    """Train only parameters whose name matches `method.trainable` (RMU trains a few layers)."""
+    import re
+
+    if not pattern:
+        return sum(p.numel() for p in model.parameters())
+    regex, trained = re.compile(pattern), 0
+    for name, param in model.named_parameters():
+        param.requires_grad = bool(regex.search(name))
+        trained += param.numel() if param.requires_grad else 0
+    if not trained:
+        raise TruError(f"method.trainable={pattern} matches no parameter of the model")
+    return trained
+
+
+def build_rows(cfg: DictConfig, fmt: PromptFormatter, forget: list[dict], targets_path: str | None,
+               parts: tuple[str, ...]) -> list[dict]:
+    """Encoded sub-examples per forget item: `forget` (original answer), `target`, `idk`."""
+    from tru_cli.data import idk
+
+    split = cfg.benchmark.forget_split
+    rows = [{"forget": fmt.encode(r["question"], r["answer"])} for r in forget]
+    if "target" in parts:
+        if targets_path is None:
+            raise TruError("method needs targets; set unlearn.targets=FILE or let tru generate them")
+        for row, r, text in zip(rows, forget, target_texts(cfg, forget, targets_path), strict=True):
+            row["target"] = fmt.encode(r["question"], text)
+    if "idk" in parts:
+        answers = idk.load_answers(cfg.method.get("idk_file"))
+        for i, (row, r) in enumerate(zip(rows, forget, strict=True)):
+            row["idk"] = fmt.encode(r["question"], idk.answer_for(item_id(r, i, split), answers))
+    return rows
+
+
 def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: Path, on_log=None) -> dict:
     """Unlearn `model_path` and save to `out_dir/model`; returns the training summary."""
+    import copy
+
     from transformers import set_seed
 
-    from tru_cli.methods.losses import needed_parts
+    from tru_cli.methods import objectives
     from tru_cli.methods.trainer import (
         CurveRecorder,
         ForgetRetainDataset,
@@ -56,30 +113,37 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
 
     set_seed(int(cfg.seed))
     bench, method = cfg.benchmark, cfg.method
-    parts = needed_parts(method)
+    try:
+        parts = objectives.needed_parts(method)
+    except ValueError as exc:
+        raise TruError(str(exc)) from None
     forget = benchmark.load_split(bench, bench.forget_split)
     retain = benchmark.retain_rows(bench) if "retain" in parts else []
     model, tok = loading.load(model_path, cfg.device)
     fmt = PromptFormatter(tok, cfg.model)
-    targets = None
-    if "target" in parts:
-        if targets_path is None:
-            raise TruError("method needs targets; set unlearn.targets=FILE or let tru generate them")
-        targets = [fmt.encode(r["question"], t) for r, t in zip(forget, target_texts(cfg, forget, targets_path),
-                                                                 strict=True)]
-    data = ForgetRetainDataset([fmt.encode(r["question"], r["answer"]) for r in forget],
-                               [fmt.encode(r["question"], r["answer"]) for r in retain], targets,
+    rows = build_rows(cfg, fmt, forget, targets_path, parts)
+    for key in objectives.reference_stats(method):
+        _with_reference_nll(model, [row[key] for row in rows], tok.pad_token_id, int(cfg.eval.batch_size))
+    ref_model = None
+    if objectives.needs_reference_model(method):  # token-level terms: a frozen copy of the start point
+        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
+    trained = _freeze_all_but(model, method.get("trainable"))
+    data = ForgetRetainDataset(rows, [fmt.encode(r["question"], r["answer"]) for r in retain],
                                seed=int(cfg.seed))
+    objective = objectives.Objective(method, model, ref_model, seed=int(cfg.seed))
     curve = CurveRecorder(on_log)
     trainer = UnlearnTrainer(model=model, args=training_args(cfg, cfg.trainer.unlearn, out_dir / "trainer"),
                              train_dataset=data, data_collator=UnlearnCollator(tok.pad_token_id),
-                             callbacks=[curve], method=method, parts=parts)
-    log.info("unlearn (%s): %d forget items, parts %s, %s epochs", method.name, len(data), parts,
-             cfg.trainer.unlearn.epochs)
+                             callbacks=[curve], objective=objective)
+    if ref_model is not None:
+        ref_model.to(trainer.args.device)
+    log.info("unlearn (%s): %d forget items, parts %s, %s epochs, %d trained parameters", method.name,
+             len(data), parts, cfg.trainer.unlearn.epochs, trained)
     metrics = fit_and_save(trainer, tok, curve, out_dir, "unlearn")
     seconds = max(metrics["unlearn/train_seconds"], 1e-9)
     return {**metrics, "unlearn/tokens_per_second": trainer.tokens_seen / seconds,
-            "unlearn/forget_items": len(forget)}
+            "unlearn/forget_items": len(forget), "unlearn/trained_parameters": trained,
+            "unlearn/reference_model_held": float(ref_model is not None)}
 
 
 def run(cfg: DictConfig, recorder) -> None:

@@ -1,0 +1,112 @@
+"""Every method composes, needs what it says it needs, and trains a few steps on the tiny model;
+NPO's precomputed reference statistics equal a held reference model's; RMU hooks the right layer."""
+
+import copy
+
+import pytest
+import torch
+
+from tru_cli.config import compose, conf_dir
+from tru_cli.methods import objectives
+
+METHODS = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml"))
+
+
+def test_all_baselines_and_ablations_exist():
+    assert {"ga", "graddiff", "kl", "npo", "simnpo", "idkpo", "idkdpo", "wga", "rmu", "tru", "tru_no_ga",
+            "tru_no_target", "tru_no_reasoning", "tru_no_criteria"} <= set(METHODS)
+
+
+def test_parts_and_references_per_method():
+    def m(name, *ov):
+        return compose("unlearn", [f"method={name}", *ov]).method
+
+    assert objectives.needed_parts(m("tru")) == ("target", "forget", "retain")
+    assert objectives.needed_parts(m("tru_no_ga")) == ("target",)
+    assert objectives.needed_parts(m("tru_no_target")) == ("forget", "retain")
+    assert objectives.needed_parts(m("ga")) == ("forget",)
+    assert objectives.needed_parts(m("idkpo")) == ("idk", "retain")
+    assert objectives.needed_parts(m("idkdpo")) == ("forget", "idk", "retain")
+    assert objectives.reference_stats(m("npo")) == ("forget",)
+    assert objectives.reference_stats(m("idkdpo")) == ("forget", "idk")
+    assert objectives.reference_stats(m("tru", "method.ga_term=npo")) == ("forget",)
+    assert not objectives.needs_reference_model(m("npo")) and not objectives.needs_reference_model(m("wga"))
+    assert objectives.needs_reference_model(m("kl")) and objectives.needs_reference_model(m("rmu"))
+    assert compose("unlearn", ["method=tru_no_reasoning"]).method.target_format == "{refusal}"
+
+
+@pytest.fixture(scope="module")
+def tiny_setup(tmp_path_factory):
+    """A random tiny model saved like a checkpoint, and targets for the smoke benchmark."""
+    from tru_cli.data import benchmark
+    from tru_cli.models import loading, tiny
+    from tru_cli.stages import targets
+
+    root = tmp_path_factory.mktemp("methods")
+    cfg = compose("unlearn", ["experiments=smoke", "logger=none"])
+    model, tok = tiny.build_tiny(cfg.model, benchmark.all_text(cfg.benchmark))
+    loading.save(model, tok, root / "model")
+    targets.generate(cfg, root / "targets.jsonl")
+    return root
+
+
+@pytest.mark.parametrize("name", METHODS)
+def test_every_method_trains_a_few_steps(name, tiny_setup, tmp_path):
+    from tru_cli.stages import unlearn
+
+    cfg = compose("unlearn", ["experiments=smoke", "logger=none", f"method={name}",
+                              "model.recipe.unlearn_epochs=1", "trainer.unlearn.batch_size=4",
+                              "trainer.unlearn.per_device_batch_size=4"])
+    metrics = unlearn.train(cfg, str(tiny_setup / "model"), str(tiny_setup / "targets.jsonl"), tmp_path)
+    assert metrics["unlearn/steps"] >= 1 and (tmp_path / "model" / "model.safetensors").is_file()
+    assert metrics["unlearn/reference_model_held"] == float(objectives.needs_reference_model(cfg.method))
+    assert all(v == v for v in metrics.values())  # no NaN in the curve summary
+
+
+def test_npo_reference_statistics_equal_a_held_reference_model(tiny_setup):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tru_cli.data import benchmark
+    from tru_cli.data.encoding import PromptFormatter, pad
+    from tru_cli.methods.losses import token_nll
+    from tru_cli.stages.unlearn import _with_reference_nll
+
+    cfg = compose("unlearn", ["experiments=smoke", "method=npo"])
+    model = AutoModelForCausalLM.from_pretrained(tiny_setup / "model")
+    tok = AutoTokenizer.from_pretrained(tiny_setup / "model")
+    fmt = PromptFormatter(tok, cfg.model)
+    rows = [fmt.encode(r["question"], r["answer"]) for r in benchmark.load_split(cfg.benchmark, "forget10")]
+    held = copy.deepcopy(model).eval()
+    _with_reference_nll(model, rows, tok.pad_token_id, batch_size=7)  # precomputed once, sorted batches
+    batch = pad(rows, tok.pad_token_id)  # the held model sees the training batch as collated
+    with torch.no_grad():
+        logits = held(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    expected = token_nll(logits, batch["labels"])[0]
+    assert torch.allclose(torch.tensor([r["ref_nll"] for r in rows]), expected, atol=1e-5, rtol=1e-5)
+
+
+def test_rmu_hooks_the_configured_layer(tiny_setup):
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_setup / "model")
+    for layer in (0, 2):
+        method = compose("unlearn", ["method=rmu", f"method.layer={layer}"]).method
+        objective = objectives.Objective(method, model, copy.deepcopy(model))
+        ids = torch.tensor([[1, 5, 6, 7]])
+        with torch.no_grad():
+            out = model(input_ids=ids, output_hidden_states=True)
+        # hidden_states[i + 1] is the output of decoder layer i
+        assert torch.allclose(objective.capture.output, out.hidden_states[layer + 1])
+        assert objective.capture.layer is model.model.layers[layer]
+        objective.capture.remove()
+        objective.ref_capture.remove()
+        assert objective.control.norm().item() == pytest.approx(float(method.steering_coeff), rel=1e-5)
+
+
+def test_rmu_layer_out_of_range_is_named():
+    from tru_cli.models import tiny
+
+    cfg = compose("unlearn", ["method=rmu", "method.layer=9"])
+    model, _ = tiny.build_tiny(cfg.model, ["a b c"] * 20)
+    with pytest.raises(ValueError, match="method.layer=9"):
+        objectives.Objective(cfg.method, model)
