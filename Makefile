@@ -5,7 +5,7 @@ TRU := $(VENV)/bin/tru
 # The embedded default never needs the hub; these make any accidental hub access fail at once.
 OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 
-.PHONY: install demo test lint bench clean
+.PHONY: install demo test lint bench compare clean
 
 install: $(VENV)/.installed
 
@@ -20,6 +20,11 @@ demo: install
 
 test: install
 	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -q
+
+# TRU and every baseline with the same budget, then one table and two plots (runs/compare/report/).
+compare: install
+	$(OFFLINE) $(TRU) pipeline -m experiments=compare hydra.sweep.dir=runs/compare
+	$(OFFLINE) $(TRU) report runs/compare
 
 lint: install
 	$(VENV)/bin/ruff check tru_cli tests benchmarks

@@ -108,6 +108,48 @@ _command("pipeline", """Run finetune -> eval retain -> generate-targets -> unlea
 """)
 
 
+@app.command("report")
+def report(
+    paths: list[str] = typer.Argument(..., help="Run or sweep directories (searched for results.json)."),
+    metrics: str = typer.Option(None, "--metrics", help="Comma-separated metric names (default: the TOFU five)."),
+    role: str = typer.Option("unlearned", "--role", help="Which model of a pipeline run: target, retain, unlearned."),
+    out: str = typer.Option(None, "--out", help="Output folder (default: <first path>/report)."),
+    log_wandb: bool = typer.Option(False, "--wandb", help="Also log table and plots to a new wandb run."),
+) -> None:
+    """Compare runs: a markdown and CSV table of metrics per run, and PNG plots.
+
+    [bold]Examples[/bold]
+
+      tru report runs/pipeline/multirun/2026-11-28_10-00-00
+
+      tru report runs/a runs/b --metrics tofu/forget_quality,tofu/model_utility --role unlearned
+    """
+    import os
+    from pathlib import Path
+
+    from tru_cli import report as rep
+
+    names = [m.strip() for m in metrics.split(",")] if metrics else rep.DEFAULT_METRICS
+    try:
+        rows = rep.collect(paths, names, role)
+    except TruError as exc:
+        _fail(str(exc))
+    folder = Path(out) if out else Path(paths[0]) / "report"
+    md, csv_path = rep.write_tables(rows, names, folder)
+    images = rep.plots(rows, folder)
+    typer.echo(md.read_text())
+    if log_wandb:
+        import wandb
+
+        from tru_cli.tracking import resolve_wandb_mode
+
+        run = wandb.init(project="tru", job_type="report", dir=str(folder),
+                         mode=resolve_wandb_mode(os.environ.get("WANDB_MODE", "auto")))
+        rep.log_to_wandb(rows, names, images)
+        run.finish()
+    typer.echo(f"wrote {md}, {csv_path}" + "".join(f", {p}" for p in images))
+
+
 @app.command("attack", context_settings=PASS_THROUGH)
 def attack(ctx: typer.Context) -> None:
     """Robustness attacks (relearn, quantize, translate, jailbreak, paraphrase, prefill, in-context)."""

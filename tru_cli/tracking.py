@@ -74,7 +74,10 @@ def device_info(cfg: DictConfig) -> dict:
 
 def wandb_mode(cfg: DictConfig) -> str:
     """`auto` becomes online only when credentials exist; WANDB_MODE always wins."""
-    mode = str(cfg.logger.get("mode", "auto"))
+    return resolve_wandb_mode(str(cfg.logger.get("mode", "auto")))
+
+
+def resolve_wandb_mode(mode: str) -> str:
     if mode != "auto":
         return mode
     netrc = Path.home() / ".netrc"

@@ -1,0 +1,140 @@
+"""tru report: one table (markdown and CSV) and two plots over many run or sweep dirs.
+
+Each run contributes a row: its dir, status, method, the overrides it was launched with (from
+Hydra's `.hydra/overrides.yaml`) and the chosen metrics. Pipeline runs report their `unlearned/`
+metrics by default (`--role`); plain eval runs report theirs unprefixed.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+from tru_cli.errors import TruError
+
+DEFAULT_METRICS = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "tofu/forget_truth_ratio",
+                   "tofu/forget_quality", "tofu/model_utility"]
+# Direction of each metric, shown in the table header (↑ higher is better, ↓ lower is better after
+# unlearning, ≈ closest to the retain model is best).
+DIRECTION = {"forget_rougeL_recall": "↓", "forget_rouge1_recall": "↓", "forget_prob": "↓",
+             "forget_truth_ratio": "≈retain", "forget_quality": "↑", "model_utility": "↑",
+             "retain_rougeL_recall": "↑", "retain_prob": "↑", "retain_truth_ratio": "↑",
+             "ra_rougeL_recall": "↑", "wf_rougeL_recall": "↑", "ra_prob": "↑", "wf_prob": "↑"}
+
+
+def find_runs(paths: list[str]) -> list[Path]:
+    runs = []
+    for path in map(Path, paths):
+        if not path.exists():
+            raise TruError(f"{path} does not exist; give run or sweep directories")
+        found = [path] if (path / "results.json").is_file() else sorted(
+            p.parent for p in path.rglob("results.json") if ".tru_store" not in p.parts)
+        runs.extend(found)
+    if not runs:
+        raise TruError(f"no results.json under {', '.join(paths)}")
+    return runs
+
+
+def _overrides(run: Path) -> list[str]:
+    file = run / ".hydra" / "overrides.yaml"
+    if not file.is_file():
+        return []
+    from omegaconf import OmegaConf
+
+    return [str(o) for o in OmegaConf.load(file) if not str(o).startswith("hydra.")]
+
+
+def _method(run: Path) -> str:
+    file = run / "config.yaml"
+    if not file.is_file():
+        return "?"
+    from omegaconf import OmegaConf
+
+    return str(OmegaConf.select(OmegaConf.load(file), "method.name", default="?"))
+
+
+def collect(paths: list[str], metrics: list[str], role: str) -> list[dict]:
+    rows = []
+    for run in find_runs(paths):
+        res = json.loads((run / "results.json").read_text())
+        values = res.get("metrics", {})
+        prefix = f"{role}/" if res.get("command") == "pipeline" and role else ""
+        row = {"run": str(run), "status": res.get("status"), "method": _method(run),
+               "overrides": " ".join(_overrides(run))}
+        for name in metrics:
+            row[name] = values.get(prefix + name)
+        rows.append(row)
+    return rows
+
+
+def header(name: str) -> str:
+    short = name.split("/")[-1]
+    return f"{name} {DIRECTION[short]}" if short in DIRECTION else name
+
+
+def _fmt(value) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "-"
+    return f"{value:.4g}"
+
+
+def write_tables(rows: list[dict], metrics: list[str], out: Path) -> tuple[Path, Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    cols = ["run", "status", "method", "overrides", *metrics]
+    with open(out / "report.csv", "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=cols)
+        writer.writeheader()
+        writer.writerows(rows)
+    lines = ["| " + " | ".join(["method", "overrides", "status", *map(header, metrics)]) + " |",
+             "|" + "---|" * (3 + len(metrics))]
+    for row in rows:
+        cells = [row["method"], row["overrides"] or "-", row["status"], *(_fmt(row[m]) for m in metrics)]
+        lines.append("| " + " | ".join(cells) + " |")
+    (out / "report.md").write_text("\n".join(lines) + "\n")
+    return out / "report.md", out / "report.csv"
+
+
+def _scatter(rows, x, y, path: Path, logx=False) -> Path | None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    points = [(r[x], r[y], r["method"]) for r in rows if r.get(x) is not None and r.get(y) is not None]
+    if not points:
+        return None
+    fig, ax = plt.subplots(figsize=(6, 4.5))
+    for px, py, label in points:
+        ax.scatter(px, py)
+        ax.annotate(label, (px, py), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(header(x))
+    ax.set_ylabel(header(y))
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def plots(rows: list[dict], out: Path) -> list[Path]:
+    made = [_scatter(rows, "tofu/forget_quality", "tofu/model_utility", out / "fq_vs_mu.png", logx=True),
+            _scatter(rows, "tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", out / "forget_vs_retain_rouge.png")]
+    return [p for p in made if p]
+
+
+def log_to_wandb(rows: list[dict], metrics: list[str], images: list[Path]) -> bool:
+    """Log the table and plots into the active wandb run, if there is one."""
+    try:
+        import wandb
+    except ImportError:
+        return False
+    if wandb.run is None:
+        return False
+    cols = ["run", "status", "method", "overrides", *metrics]
+    wandb.log({"report/table": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows]),
+               **{f"report/{p.stem}": wandb.Image(str(p)) for p in images}})
+    return True
