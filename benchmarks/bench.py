@@ -7,6 +7,9 @@ same machine in the same process, printed as a ratio.
 2. TOFU evaluation items/s: tru's evaluation (length-sorted batches, all answer variants of a set in
    shared batched forwards, batched greedy generation) against the naive way (one sequence and one
    generation at a time), on the same items.
+3. Peak memory of NPO unlearning with reference statistics precomputed once (one model in memory)
+   against holding a frozen reference copy (the naive way), each in a fresh process, on a larger
+   (~25M-parameter) tiny-architecture model so the weights dominate the process's baseline.
 Numbers depend on the machine and on what else runs on it; no threshold is asserted.
 """
 
@@ -124,13 +127,60 @@ def bench_eval(items: int, max_new_tokens: int) -> tuple[float, float, int]:
     return ours, naive, len(rows)
 
 
+MEMORY_MODEL = ["model.architecture.hidden_size=512", "model.architecture.intermediate_size=1536",
+                "model.architecture.num_hidden_layers=8", "model.architecture.num_attention_heads=8",
+                "model.architecture.num_key_value_heads=8"]
+
+
+def memory_child(reference: str) -> None:
+    """Runs in its own process: a few NPO steps, then print the peak RSS in MiB."""
+    import resource
+    import tempfile
+    from pathlib import Path
+
+    from tru_cli.models import loading
+    from tru_cli.stages import unlearn
+
+    cfg = _cfg(["method=npo", f"method.reference={reference}", "model.recipe.unlearn_epochs=0.3",
+                *MEMORY_MODEL])
+    model, tok = _tiny(cfg)
+    with tempfile.TemporaryDirectory() as tmp:
+        loading.save(model, tok, Path(tmp) / "start")
+        del model
+        unlearn.train(cfg, str(Path(tmp) / "start"), None, Path(tmp) / "out")
+    print(f"PEAK_MIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
+
+
+def bench_memory() -> tuple[float, float, int]:
+    import subprocess
+    import sys
+
+    peaks = {}
+    for reference in ("precompute", "model"):
+        out = subprocess.run([sys.executable, __file__, "--memory-child", reference], capture_output=True,
+                             text=True, check=True).stdout
+        peaks[reference] = float(out.split("PEAK_MIB")[-1].split()[0])
+    from tru_cli.models import tiny
+
+    model, _ = tiny.build_tiny(_cfg(MEMORY_MODEL).model, ["a b c d"] * 50)
+    params = sum(p.numel() for p in model.parameters())
+    return peaks["precompute"], peaks["model"], params
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="unlearning steps timed per loop")
     parser.add_argument("--items", type=int, default=120, help="eval items timed per way")
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="generation cap (random weights run to the cap)")
+    parser.add_argument("--memory-child", choices=["precompute", "model"], help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.memory_child:
+        from tru_cli.runner import _quiet_libraries
+
+        _quiet_libraries()
+        memory_child(args.memory_child)
+        return
     from rich.console import Console
     from rich.table import Table
 
@@ -141,6 +191,7 @@ def main() -> None:
 
     ours_u, naive_u = bench_unlearn(args.steps)
     ours_e, naive_e, n = bench_eval(args.items, args.max_new_tokens)
+    lean, held, params = bench_memory()
     table = Table(title=f"tru bench (tiny model, {torch.get_num_threads()} threads, CPU)")
     for col in ("measure", "tru", "naive baseline", "ratio"):
         table.add_column(col, justify="right" if col != "measure" else "left")
@@ -148,6 +199,8 @@ def main() -> None:
                   f"{ours_u / naive_u:.2f}x")
     table.add_row(f"TOFU eval, items/s ({n} items, <= {args.max_new_tokens} new tokens)", f"{ours_e:.1f}",
                   f"{naive_e:.1f}", f"{ours_e / naive_e:.2f}x")
+    table.add_row(f"NPO peak memory, MiB ({params / 1e6:.0f}M params; naive = held reference)",
+                  f"{lean:,.0f}", f"{held:,.0f}", f"{lean / held:.2f}x")
     Console().print(table)
 
 

@@ -110,3 +110,16 @@ def test_rmu_layer_out_of_range_is_named():
     model, _ = tiny.build_tiny(cfg.model, ["a b c"] * 20)
     with pytest.raises(ValueError, match="method.layer=9"):
         objectives.Objective(cfg.method, model)
+
+
+def test_npo_with_a_held_reference_trains_like_the_precomputed_one(tiny_setup, tmp_path):
+    from tru_cli.stages import unlearn
+
+    runs = {}
+    for reference in ("precompute", "model"):
+        cfg = compose("unlearn", ["experiments=smoke", "logger=none", "method=npo",
+                                  f"method.reference={reference}", "model.recipe.unlearn_epochs=1"])
+        runs[reference] = unlearn.train(cfg, str(tiny_setup / "model"), None, tmp_path / reference)
+    assert runs["precompute"]["unlearn/reference_model_held"] == 0.0
+    assert runs["model"]["unlearn/reference_model_held"] == 1.0
+    assert runs["model"]["unlearn/loss_first"] == pytest.approx(runs["precompute"]["unlearn/loss_first"], rel=1e-4)

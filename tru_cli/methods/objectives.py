@@ -59,10 +59,18 @@ def reference_stats(method: DictConfig) -> tuple[str, ...]:
     return {"npo": ("forget",), "dpo": ("forget", "idk")}.get(forget, ())
 
 
+def precomputes_reference(method: DictConfig) -> bool:
+    """NPO/DPO reference NLLs: computed once (`method.reference=precompute`, the default) or from a
+    held frozen copy on every batch (`model`, the naive way; twice the weights in memory)."""
+    return bool(reference_stats(method)) and method.get("reference", "precompute") == "precompute"
+
+
 def needs_reference_model(method: DictConfig) -> bool:
-    """Token-level terms (KL, RMU) need the frozen model's outputs for each new batch."""
+    """Token-level terms (KL, RMU) need the frozen model's outputs for each new batch; so do
+    NPO/DPO when told not to precompute."""
     forget, retain = terms(method)
-    return retain in ("kl", "rmu") or forget == "rmu"
+    per_batch = bool(reference_stats(method)) and not precomputes_reference(method)
+    return retain in ("kl", "rmu") or forget == "rmu" or per_batch
 
 
 def decoder_layer(model, index: int) -> torch.nn.Module:
@@ -150,7 +158,7 @@ class Objective:
         if kind == "ga":
             return losses.ga_loss(logs["forget_nll"])
         if kind == "npo":
-            return losses.npo_loss(total_nll, batch["ref_nll"], float(m.beta))
+            return losses.npo_loss(total_nll, self._ref_nll(batch), float(m.beta))
         if kind == "simnpo":
             return losses.simnpo_loss(total_nll / count.clamp(min=1), float(m.beta), float(m.delta))
         if kind == "wga":
@@ -158,7 +166,15 @@ class Objective:
         # dpo: the IDK answer wins over the original one
         idk = inputs["idk"]
         idk_nll, _ = losses.token_nll(logits["idk"], idk["labels"])
-        return losses.dpo_loss(idk_nll, idk["ref_nll"], total_nll, batch["ref_nll"], float(m.beta))
+        return losses.dpo_loss(idk_nll, self._ref_nll(idk), total_nll, self._ref_nll(batch), float(m.beta))
+
+    def _ref_nll(self, batch) -> torch.Tensor:
+        """Per-sequence reference NLL: precomputed in the batch, or from the held reference model."""
+        if "ref_nll" in batch:
+            return batch["ref_nll"]
+        with torch.no_grad():
+            ref_logits = self.ref_model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        return losses.token_nll(ref_logits, batch["labels"])[0]
 
     def _retain_term(self, m, inputs, logits, hidden, logs) -> torch.Tensor:
         if self.retain == "none" or "retain" not in self.parts:

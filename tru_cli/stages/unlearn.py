@@ -122,7 +122,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
     model, tok = loading.load(model_path, cfg.device)
     fmt = PromptFormatter(tok, cfg.model)
     rows = build_rows(cfg, fmt, forget, targets_path, parts)
-    for key in objectives.reference_stats(method):
+    for key in objectives.reference_stats(method) if objectives.precomputes_reference(method) else ():
         _with_reference_nll(model, [row[key] for row in rows], tok.pad_token_id, int(cfg.eval.batch_size))
     ref_model = None
     if objectives.needs_reference_model(method):  # token-level terms: a frozen copy of the start point
