@@ -63,6 +63,17 @@ def test_every_method_trains_a_few_steps(name, tiny_setup, tmp_path):
     assert all(v == v for v in metrics.values())  # no NaN in the curve summary
 
 
+@pytest.mark.parametrize("ga_term", ["ga", "npo", "wga"])
+def test_tru_ga_term_plug_ins_train(ga_term, tiny_setup, tmp_path):
+    from tru_cli.stages import unlearn
+
+    cfg = compose("unlearn", ["experiments=smoke", "logger=none", f"method.ga_term={ga_term}",
+                              "model.recipe.unlearn_epochs=1"])
+    metrics = unlearn.train(cfg, str(tiny_setup / "model"), str(tiny_setup / "targets.jsonl"), tmp_path)
+    assert "unlearn/target_nll_last" in metrics and "unlearn/forget_nll_last" in metrics
+    assert ("unlearn/retain_nll_last" in metrics) == (ga_term != "ga")
+
+
 def test_npo_reference_statistics_equal_a_held_reference_model(tiny_setup):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 

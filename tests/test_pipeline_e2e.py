@@ -1,6 +1,7 @@
 """The real CLI end to end on a reduced embedded default: pipeline, run contract, sweep with
 stage reuse, re-aggregation from logs, and the standalone stage commands."""
 
+import csv
 import json
 
 import pytest
@@ -122,3 +123,30 @@ def test_unlearn_and_eval_without_arguments_use_the_embedded_default(pipeline_ru
     target_eval = results(workdir / "e")["metrics"]
     pipeline = results(pipeline_run[0])["metrics"]
     assert target_eval["tofu/forget_rougeL_recall"] == pytest.approx(pipeline["target/tofu/forget_rougeL_recall"])
+
+
+def test_compare_sweep_then_report(pipeline_run, workdir):
+    sweep = workdir / "compare"
+    run_tru(["pipeline", "-m", "experiments=[compare,smoke]", f"hydra.sweep.dir={sweep}"], workdir)
+    proc = run_tru(["report", str(sweep)], workdir)
+    out = sweep / "report"
+    md = (out / "report.md").read_text().strip().splitlines()
+    methods = ["tru", "ga", "graddiff", "kl", "npo", "simnpo", "idkpo", "idkdpo", "wga", "rmu"]
+    assert len(md) == 2 + len(methods)
+    assert [line.split("|")[1].strip() for line in md[2:]] == methods
+    assert "tofu/forget_rougeL_recall ↓" in md[0] and "tofu/model_utility ↑" in md[0]
+    rows = list(csv.DictReader((out / "report.csv").open()))
+    assert len(rows) == len(methods) and all(r["status"] == "completed" for r in rows)
+    assert all(float(r["tofu/model_utility"]) > 0 for r in rows)
+    for png in ("fq_vs_mu.png", "forget_vs_retain_rouge.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert "report.md" in proc.stdout
+    # --wandb logs table and plots to a (here offline) wandb run beside the report
+    run_tru(["report", str(sweep), "--wandb", "--out", str(workdir / "rep_wandb")], workdir,
+            env=tru_env(workdir, WANDB_MODE="offline"))
+    assert list((workdir / "rep_wandb" / "wandb").glob("offline-run-*/run-*.wandb"))
+
+
+def test_report_on_a_missing_dir_is_one_line(workdir):
+    proc = run_tru(["report", str(workdir / "nope")], workdir, check=False)
+    assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "nope" in proc.stderr
