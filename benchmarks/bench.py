@@ -36,34 +36,34 @@ def _tiny(cfg):
 
 
 def bench_unlearn(steps: int) -> tuple[float, float]:
+    import tempfile
+    from pathlib import Path
+
     import torch
     from transformers import set_seed
 
-    from tru_cli.backends.offline import OfflineBackend
     from tru_cli.data import benchmark
     from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
-    from tru_cli.methods.losses import REDUCTIONS, method_loss, needed_parts
+    from tru_cli.methods.objectives import Objective, needed_parts
     from tru_cli.methods.trainer import ForgetRetainDataset, UnlearnTrainer, quiet, training_args
-    from tru_cli.stages.targets import requests_for
+    from tru_cli.stages import targets, unlearn
 
     cfg = _cfg([])
     set_seed(0)
     model, tok = _tiny(cfg)
     fmt = PromptFormatter(tok, cfg.model)
     forget = benchmark.load_split(cfg.benchmark, "forget10")
-    retain = benchmark.retain_rows(cfg.benchmark)
-    results = OfflineBackend().generate(requests_for(cfg, forget))
-    targets = [fmt.encode(r["question"], cfg.method.target_format.format(reasoning=t.reasoning, refusal=t.refusal))
-               for r, t in zip(forget, results, strict=True)]
-    data = ForgetRetainDataset([fmt.encode(r["question"], r["answer"]) for r in forget],
-                               [fmt.encode(r["question"], r["answer"]) for r in retain], targets, seed=0)
-    parts = needed_parts(cfg.method)
+    retain = [fmt.encode(r["question"], r["answer"]) for r in benchmark.retain_rows(cfg.benchmark)]
+    with tempfile.TemporaryDirectory() as tmp:
+        targets.generate(cfg, Path(tmp) / "targets.jsonl")
+        rows = unlearn.build_rows(cfg, fmt, forget, str(Path(tmp) / "targets.jsonl"), needed_parts(cfg.method))
+    data = ForgetRetainDataset(rows, retain, seed=0)
     batch = int(cfg.trainer.unlearn.batch_size)
-    epochs = steps * batch / len(data)
     args = training_args(cfg, cfg.trainer.unlearn, "/tmp/tru_bench_trainer")
-    args.num_train_epochs = epochs
+    args.num_train_epochs = steps * batch / len(data)
     trainer = quiet(UnlearnTrainer(model=model, args=args, train_dataset=data,
-                                   data_collator=UnlearnCollator(tok.pad_token_id), method=cfg.method, parts=parts))
+                                   data_collator=UnlearnCollator(tok.pad_token_id),
+                                   objective=Objective(cfg.method, model)))
     start = time.perf_counter()
     trainer.train()
     ours = trainer.tokens_seen / (time.perf_counter() - start)
@@ -71,24 +71,17 @@ def bench_unlearn(steps: int) -> tuple[float, float]:
     # The naive baseline: the same model size, data, loss and optimiser in a plain PyTorch loop.
     set_seed(0)
     model, _ = _tiny(cfg)
+    objective = Objective(cfg.method, model)
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.unlearn.lr), weight_decay=0.0)
-    collate, reduce = UnlearnCollator(tok.pad_token_id), REDUCTIONS[cfg.method.reduction]
-    seen, start = 0, time.perf_counter()
+    collate = UnlearnCollator(tok.pad_token_id)
+    start = time.perf_counter()
     for step in range(steps):
-        rows = [data[(step * batch + i) % len(data)] for i in range(batch)]
-        inputs = collate(rows)
-        nlls = {}
-        for key in parts:
-            b = inputs[key]
-            nlls[key] = reduce(model(input_ids=b["input_ids"], attention_mask=b["attention_mask"]).logits,
-                               b["labels"])
-            seen += int(b["attention_mask"].sum())
-        loss = method_loss(cfg.method, nlls)
+        loss, _ = objective(model, collate([data[(step * batch + i) % len(data)] for i in range(batch)]))
         opt.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
-    naive = seen / (time.perf_counter() - start)
+    naive = objective.tokens_seen / (time.perf_counter() - start)
     return ours, naive
 
 
