@@ -150,3 +150,25 @@ def test_compare_sweep_then_report(pipeline_run, workdir):
 def test_report_on_a_missing_dir_is_one_line(workdir):
     proc = run_tru(["report", str(workdir / "nope")], workdir, check=False)
     assert proc.returncode == 2 and proc.stderr.strip().startswith("error: ") and "nope" in proc.stderr
+
+
+def test_a_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
+    import signal
+    import subprocess
+    import time
+
+    from tests.conftest import TRU
+
+    proc = subprocess.Popen([*TRU, "pipeline", *SMALL, f"hydra.run.dir={tmp_path / 'first'}"], cwd=tmp_path,
+                            env=tru_env(tmp_path), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 240
+    while time.time() < deadline and not list(tmp_path.glob(".tru_store/finetune-full/*/DONE")):
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert list(tmp_path.glob(".tru_store/finetune-full/*/DONE")), "the target finetune never finished"
+    assert results(tmp_path / "first")["status"] == "running"  # the crash is visible, not hidden
+    rerun = run_tru(["pipeline", *SMALL, f"hydra.run.dir={tmp_path / 'second'}"], tmp_path)
+    log = rerun.stdout + rerun.stderr
+    assert "reusing finetune-full" in log and "finetune (full)" not in log
+    assert results(tmp_path / "second")["status"] == "completed"
