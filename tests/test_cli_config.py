@@ -8,7 +8,7 @@ import pytest
 from tests.conftest import run_tru
 from tru_cli.config import COMMAND_CONFIGS, compose, conf_dir, expand_sweeps
 
-GROUPS = ["model", "benchmark", "method", "generator", "trainer", "device", "logger"]
+GROUPS = ["model", "benchmark", "method", "generator", "trainer", "device", "logger", "attack"]
 
 
 def _options(group):
@@ -28,8 +28,9 @@ def test_every_option_of_every_group_composes_and_resolves(group):
     from omegaconf import OmegaConf
 
     assert _options(group), f"conf/{group} is empty"
+    command = "attack" if group == "attack" else "unlearn"
     for option in _options(group):
-        cfg = compose("unlearn", [f"{group}={option}"])
+        cfg = compose(command, [f"{group}={option}"])
         OmegaConf.to_container(cfg, resolve=True)
 
 
@@ -67,7 +68,7 @@ def test_version_and_help(tmp_path):
     assert run_tru(["--version"], tmp_path).stdout.strip().startswith("tru ")
     help_text = run_tru(["unlearn", "--help"], tmp_path).stdout
     assert "Examples" in help_text and "method.alpha" in help_text
-    for command in ("finetune", "generate-targets", "eval", "pipeline", "attack"):
+    for command in ("finetune", "generate-targets", "eval", "pipeline", "attack", "report"):
         assert run_tru([command, "--help"], tmp_path).returncode == 0
 
 
@@ -122,13 +123,6 @@ def test_malformed_jsonl_line_is_named_and_the_failure_recorded(tmp_path):
 
     results = json.loads((Path(tmp_path) / "run" / "results.json").read_text())
     assert results["status"] == "failed" and "line 2" in results["error"]
-
-
-def test_attack_says_it_is_not_available_yet(tmp_path):
-    proc = run_tru(["attack"], tmp_path, check=False)
-    _one_line_error(proc, "attack")
-
-
 def test_every_experiment_overlay_composes():
     from tru_cli.config import experiments_root
 

@@ -150,10 +150,16 @@ def report(
     typer.echo(f"wrote {md}, {csv_path}" + "".join(f", {p}" for p in images))
 
 
-@app.command("attack", context_settings=PASS_THROUGH)
-def attack(ctx: typer.Context) -> None:
-    """Robustness attacks (relearn, quantize, translate, jailbreak, paraphrase, prefill, in-context)."""
-    _fail("tru attack is not available in this version; the attack suite arrives in a later release")
+_command("attack", """Attack an unlearned model and report how much forgetting comes back (recovery).
+
+[bold]Examples[/bold]
+
+  tru attack                                    # every attack on the embedded default's TRU model
+
+  tru attack attack=quantize attack.bits=4 model.path=UNLEARNED attack.reference_model=ORIGINAL
+
+  tru attack attack=relearn attack.steps=[0,10,40]
+""")
 
 
 def _version(value: bool) -> None:

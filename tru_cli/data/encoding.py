@@ -21,14 +21,25 @@ class PromptFormatter:
         self.template = model_cfg.literal_template
         self.max_length = int(model_cfg.max_length)
 
-    def prompt_ids(self, question: str) -> list[int]:
+    def prompt_ids(self, question: str, history: list[tuple[str, str]] | None = None,
+                   prefill: str | None = None) -> list[int]:
+        """Ids of the prompt: earlier (question, answer) turns if any (in-context attacks), the
+        question, and optionally the start of the assistant's answer (prefill attacks)."""
+        history = history or []
         if self.literal:
-            text = self.template.format(question=question).rstrip(" ")
+            shots = "".join(self.template.format(question=q).rstrip(" ") + " " + a + "\n\n" for q, a in history)
+            text = shots + self.template.format(question=question).rstrip(" ")
             ids = self.tok(text, add_special_tokens=False)["input_ids"]
-            return ([self.tok.bos_token_id] if self.tok.bos_token_id is not None else []) + ids
-        text = self.tok.apply_chat_template([{"role": "user", "content": question}],
-                                            tokenize=False, add_generation_prompt=True)
-        return self.tok(text, add_special_tokens=False)["input_ids"]
+            ids = ([self.tok.bos_token_id] if self.tok.bos_token_id is not None else []) + ids
+        else:
+            turns = [m for q, a in history for m in ({"role": "user", "content": q},
+                                                     {"role": "assistant", "content": a})]
+            text = self.tok.apply_chat_template([*turns, {"role": "user", "content": question}],
+                                                tokenize=False, add_generation_prompt=True)
+            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        if prefill:
+            ids = ids + self.tok((" " + prefill) if self.literal else prefill, add_special_tokens=False)["input_ids"]
+        return ids
 
     def answer_ids(self, answer: str) -> list[int]:
         text = (" " + answer) if self.literal else answer

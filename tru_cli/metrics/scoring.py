@@ -31,12 +31,18 @@ def answer_nlls(model, formatter: PromptFormatter, pairs: list[tuple[str, str]],
     return out
 
 
-@torch.no_grad()
 def greedy_answers(model, formatter: PromptFormatter, questions: list[str], max_new_tokens: int,
                    batch_size: int) -> list[str]:
+    """Greedy answers to plain questions."""
+    return greedy_from_prompts(model, formatter, [formatter.prompt_ids(q) for q in questions],
+                               max_new_tokens, batch_size)
+
+
+@torch.no_grad()
+def greedy_from_prompts(model, formatter: PromptFormatter, prompts: list[list[int]], max_new_tokens: int,
+                        batch_size: int) -> list[str]:
     """Greedy generations (special tokens stripped), left-padded batches sorted by prompt length."""
     tok = formatter.tok
-    prompts = [formatter.prompt_ids(q) for q in questions]
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
     out = [""] * len(prompts)
     device = next(model.parameters()).device

@@ -1,6 +1,6 @@
 """One module per subcommand; each exposes `run(cfg, recorder)`."""
 
-from tru_cli.stages import evaluate, finetune, pipeline, targets, unlearn
+from tru_cli.stages import attack, evaluate, finetune, pipeline, targets, unlearn
 
 STAGES = {
     "finetune": finetune.run,
@@ -8,4 +8,5 @@ STAGES = {
     "unlearn": unlearn.run,
     "eval": evaluate.run,
     "pipeline": pipeline.run,
+    "attack": attack.run,
 }

@@ -1,0 +1,75 @@
+"""Attacks: the recovery formula, round-to-nearest quantization, prompt builders, one-line refusals
+for what needs a GPU or an absent package, and every attack on the tiny model through the CLI."""
+
+import pytest
+import torch
+
+from tests.conftest import SMALL, results, run_tru
+from tru_cli.attacks import prompts, quantize
+from tru_cli.attacks.recovery import recovery
+from tru_cli.errors import TruError
+
+
+def test_recovery_on_hand_made_numbers():
+    assert recovery(attacked=0.2, unlearned=0.2, original=1.0) == 0.0
+    assert recovery(attacked=1.0, unlearned=0.2, original=1.0) == pytest.approx(1.0)
+    assert recovery(attacked=0.6, unlearned=0.2, original=1.0) == pytest.approx(0.5)
+    assert recovery(attacked=0.1, unlearned=0.2, original=1.0) == pytest.approx(-0.125)
+    assert recovery(attacked=0.5, unlearned=0.3, original=0.3) is None  # nothing was forgotten
+
+
+def test_rtn_quantization_by_hand():
+    w = torch.tensor([[0.0, 0.55, -1.0, 0.26]])
+    # 4 bits: qmax 7, scale 1/7; values round to multiples of 1/7
+    quantize.rtn_(w, bits=4, group_size=4)
+    assert torch.allclose(w, torch.tensor([[0.0, 4 / 7, -1.0, 2 / 7]]), atol=1e-6)
+    big = torch.randn(8, 64)
+    err8 = (quantize.rtn_(big.clone(), 8, 32) - big).abs().max()
+    err4 = (quantize.rtn_(big.clone(), 4, 32) - big).abs().max()
+    assert 0 < err8 < err4
+
+
+def test_gpu_quantizers_refuse_in_one_line_on_cpu():
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    with pytest.raises(TruError, match="needs a CUDA GPU"):
+        quantize.check_method("gptq")
+    with pytest.raises(TruError, match="choose rtn"):
+        quantize.check_method("int3")
+
+
+def test_prompt_builders():
+    assert prompts.split_answer("Neru Logal was born in Adelaide.", 3) == ("Neru Logal was", "born in Adelaide.")
+    rows = [{"author": "A", "question": "qa1", "answer": "a1"}, {"author": "B", "question": "qb1", "answer": "b1"},
+            {"author": "A", "question": "qa2", "answer": "a2"}]
+    assert prompts.icl_shots(rows, 0, 2) == [("qa2", "a2"), ("qb1", "b1")]  # same author first
+    for template in prompts.JAILBREAKS.values():
+        assert "{question}" in template
+    with pytest.raises(TruError, match="question_de"):
+        prompts.field_or_fail({}, "question_de", "translate", "hint")
+
+
+@pytest.mark.slow
+def test_every_attack_runs_on_the_tiny_model(tmp_path):
+    run_tru(["attack", *SMALL, "attack.settings.relearn.steps=[0,4]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    res = results(tmp_path / "run")
+    assert res["status"] == "completed"
+    m = res["metrics"]
+    for name in ("relearn", "quantize", "translate", "jailbreak", "paraphrase", "prefill", "icl"):
+        assert 0 <= m[f"attack/{name}/forget_rougeL_recall"] <= 1, name
+        assert f"attack/{name}/unlearned_forget_rougeL_recall" in m
+        assert (tmp_path / "run" / "logs" / f"attack_{name}.jsonl").is_file()
+    # the relearning curve starts where the unlearned model is
+    assert m["attack/relearn/step_0/forget_rougeL_recall"] == pytest.approx(m["attack/relearn/step_0/unlearned_forget_rougeL_recall"])
+    assert "attack/relearn/step_4/forget_rougeL_recall" in m
+    assert "attack/jailbreak_role_play/recovery" in m or m["attack/jailbreak_role_play/forget_rougeL_recall"] >= 0
+
+
+def test_attack_needing_a_gpu_fails_in_one_line_before_loading(tmp_path):
+    if torch.cuda.is_available():
+        pytest.skip("a GPU is present")
+    proc = run_tru(["attack", "attack=quantize", "attack.method=bnb", "logger=none",
+                    f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert lines == ["error: attack.method=bnb needs a CUDA GPU; use attack.method=rtn on this machine"]

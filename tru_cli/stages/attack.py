@@ -1,0 +1,237 @@
+"""tru attack: attack an unlearned model, re-evaluate the forget set, and report how much of the
+forgetting came back: recovery = (m_attacked - m_unlearned) / (m_original - m_unlearned), with
+m = forget ROUGE-L recall of greedy answers (the benchmark's main forget metric).
+
+Weight attacks (relearn, quantize) change a copy of the unlearned model; prompt attacks (translate,
+jailbreak, paraphrase, prefill, icl) change the questions. m_unlearned and m_original are the plain
+evaluations of the two models on the same items as the attacked one.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from tru_cli.attacks import prompts, quantize
+from tru_cli.attacks.recovery import recovery
+from tru_cli.data import benchmark
+from tru_cli.data.encoding import PromptFormatter
+from tru_cli.data.files import write_jsonl
+from tru_cli.errors import TruError
+from tru_cli.metrics import scoring, tofu
+
+log = logging.getLogger("tru")
+ALL = ("relearn", "quantize", "translate", "jailbreak", "paraphrase", "prefill", "icl")
+
+
+class Context:
+    """The two models, their formatter, the forget items, and each model's plain per-item scores."""
+
+    def __init__(self, cfg: DictConfig, unlearned: str, original: str):
+        from tru_cli.models import loading
+
+        self.cfg = cfg
+        self.device = loading.device_of(cfg.device)
+        self.unlearned, tok = loading.load(unlearned, cfg.device)
+        self.original, _ = loading.load(original, cfg.device)
+        for model in (self.unlearned, self.original):
+            model.to(self.device).eval()
+        self.fmt = PromptFormatter(tok, cfg.model)
+        self.rows = benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)["forget"]
+        self.plain = {role: self.scores(model, [self.fmt.prompt_ids(r["question"]) for r in self.rows],
+                                        [r["answer"] for r in self.rows])
+                      for role, model in (("unlearned", self.unlearned), ("original", self.original))}
+
+    def scores(self, model, prompt_ids: list[list[int]], references: list[str]) -> list[dict]:
+        gens = scoring.greedy_from_prompts(model, self.fmt, prompt_ids, int(self.cfg.eval.max_new_tokens),
+                                           int(self.cfg.eval.batch_size))
+        return [{"generation": g, **r} for g, r in zip(gens, tofu.rouge_recalls(references, gens), strict=True)]
+
+
+def _mean(values: list[float]) -> float:
+    return sum(values) / len(values) if values else float("nan")
+
+
+def summarize(ctx: Context, name: str, attacked: list[dict], index: list[int], extra: dict | None = None) -> dict:
+    """attack/<name>/... metrics over the attacked items `index` (positions in ctx.rows)."""
+    m_att = _mean([a["rougeL_recall"] for a in attacked])
+    m_unl = _mean([ctx.plain["unlearned"][i]["rougeL_recall"] for i in index])
+    m_orig = _mean([ctx.plain["original"][i]["rougeL_recall"] for i in index])
+    out = {f"attack/{name}/forget_rougeL_recall": m_att,
+           f"attack/{name}/unlearned_forget_rougeL_recall": m_unl,
+           f"attack/{name}/original_forget_rougeL_recall": m_orig,
+           f"attack/{name}/recovery": recovery(m_att, m_unl, m_orig)}
+    for key, value in (extra or {}).items():
+        out[f"attack/{name}/{key}"] = value
+    return out
+
+
+def _prompt_attack(ctx, name, prompt_of, reference_of=None) -> tuple[dict, list[dict]]:
+    index = list(range(len(ctx.rows)))
+    refs = [reference_of(r) if reference_of else r["answer"] for r in ctx.rows]
+    attacked = ctx.scores(ctx.unlearned, [prompt_of(i, r) for i, r in enumerate(ctx.rows)], refs)
+    logs = [{"id": r.get("id"), "question": r["question"], "answer": r["answer"], **a}
+            for r, a in zip(ctx.rows, attacked, strict=True)]
+    return summarize(ctx, name, attacked, index), logs
+
+
+def attack_paraphrase(ctx, acfg):
+    hint = "the embedded and TOFU perturbed sets have it"
+    return _prompt_attack(ctx, "paraphrase", lambda i, r: ctx.fmt.prompt_ids(
+        prompts.field_or_fail(r, "paraphrased_question", "paraphrase", hint)))
+
+
+def attack_translate(ctx, acfg):
+    metrics, logs, per_lang = {}, [], []
+    hint = "translation through a generation backend arrives with the API and local-model backends"
+    for lang in acfg.languages:
+        m, lg = _prompt_attack(ctx, f"translate_{lang}", lambda i, r, lang=lang: ctx.fmt.prompt_ids(
+            prompts.field_or_fail(r, f"question_{lang}", "translate", hint)))
+        metrics.update(m)
+        per_lang.append(m[f"attack/translate_{lang}/forget_rougeL_recall"])
+        logs += [{**row, "language": lang} for row in lg]
+    index = list(range(len(ctx.rows)))
+    attacked = [{"rougeL_recall": v} for v in per_lang]  # mean over languages of the set means
+    out = summarize(ctx, "translate", [], index)
+    out["attack/translate/forget_rougeL_recall"] = _mean([a["rougeL_recall"] for a in attacked])
+    m_unl, m_orig = out["attack/translate/unlearned_forget_rougeL_recall"], out["attack/translate/original_forget_rougeL_recall"]
+    out["attack/translate/recovery"] = recovery(out["attack/translate/forget_rougeL_recall"], m_unl, m_orig)
+    return {**metrics, **out}, logs
+
+
+def attack_jailbreak(ctx, acfg):
+    metrics, logs, means = {}, [], {}
+    for template in acfg.templates:
+        if template not in prompts.JAILBREAKS:
+            raise TruError(f"attack.templates has '{template}'; choose from {', '.join(prompts.JAILBREAKS)}")
+        text = prompts.JAILBREAKS[template]
+        m, lg = _prompt_attack(ctx, f"jailbreak_{template}",
+                               lambda i, r, text=text: ctx.fmt.prompt_ids(text.format(question=r["question"])))
+        metrics.update(m)
+        means[template] = m[f"attack/jailbreak_{template}/forget_rougeL_recall"]
+        logs += [{**row, "template": template} for row in lg]
+    out = summarize(ctx, "jailbreak", [], list(range(len(ctx.rows))))
+    best = max(means, key=means.get)
+    out["attack/jailbreak/forget_rougeL_recall"] = _mean(list(means.values()))
+    out["attack/jailbreak/recovery"] = recovery(out["attack/jailbreak/forget_rougeL_recall"],
+                                                out["attack/jailbreak/unlearned_forget_rougeL_recall"],
+                                                out["attack/jailbreak/original_forget_rougeL_recall"])
+    out["attack/jailbreak/best_template_recovery"] = metrics[f"attack/jailbreak_{best}/recovery"]
+    return {**metrics, **out}, logs
+
+
+def attack_prefill(ctx, acfg):
+    words = int(acfg.prefill_words)
+    return _prompt_attack(ctx, "prefill",
+                          lambda i, r: ctx.fmt.prompt_ids(r["question"], prefill=prompts.split_answer(r["answer"], words)[0]),
+                          reference_of=lambda r: prompts.split_answer(r["answer"], words)[1] or r["answer"])
+
+
+def attack_icl(ctx, acfg):
+    k = int(acfg.shots)
+    return _prompt_attack(ctx, "icl", lambda i, r: ctx.fmt.prompt_ids(
+        r["question"], history=prompts.icl_shots(ctx.rows, i, k)))
+
+
+def attack_quantize(ctx, acfg):
+    quantize.check_method(acfg.method)
+    bits, group = int(acfg.bits), int(acfg.group_size)
+    if bits not in (4, 8):
+        raise TruError(f"attack.bits={bits}; choose 8 or 4")
+    index = list(range(len(ctx.rows)))
+    questions = [ctx.fmt.prompt_ids(r["question"]) for r in ctx.rows]
+    refs = [r["answer"] for r in ctx.rows]
+    quantized = copy.deepcopy(ctx.unlearned)
+    quantize.quantize_model_(quantized, bits, group)
+    attacked = ctx.scores(quantized, questions, refs)
+    control = copy.deepcopy(ctx.original)  # the quantized original: what rounding alone does
+    quantize.quantize_model_(control, bits, group)
+    control_scores = ctx.scores(control, questions, refs)
+    extra = {"bits": bits, "original_quantized_forget_rougeL_recall": _mean([c["rougeL_recall"] for c in control_scores])}
+    logs = [{"id": r.get("id"), "question": r["question"], "answer": r["answer"], **a}
+            for r, a in zip(ctx.rows, attacked, strict=True)]
+    return summarize(ctx, "quantize", attacked, index, extra), logs
+
+
+def attack_relearn(ctx, acfg):
+    """Fine-tune a copy of the unlearned model on every other forget item; evaluate on the others."""
+    from transformers import Trainer
+
+    from tru_cli.data.encoding import QACollator
+    from tru_cli.methods.trainer import ListDataset, quiet, training_args
+
+    if acfg.lora:
+        import importlib.util
+
+        if importlib.util.find_spec("peft") is None:
+            raise TruError("attack.lora=true needs the peft package (pip install peft); or attack.lora=false")
+        raise TruError("attack.lora=true is not wired in this version; use attack.lora=false (full fine-tuning)")
+    train_idx = list(range(0, len(ctx.rows), 2))
+    eval_idx = list(range(1, len(ctx.rows), 2))
+    train = ListDataset([ctx.fmt.encode(ctx.rows[i]["question"], ctx.rows[i]["answer"]) for i in train_idx])
+    questions = [ctx.fmt.prompt_ids(ctx.rows[i]["question"]) for i in eval_idx]
+    refs = [ctx.rows[i]["answer"] for i in eval_idx]
+    metrics, logs = {}, []
+    for steps in sorted(int(s) for s in acfg.steps):
+        model = copy.deepcopy(ctx.unlearned).train()
+        if steps:
+            args = training_args(ctx.cfg, acfg.trainer, Path(ctx.cfg.paths.store) / "tmp_relearn")
+            args.max_steps = steps
+            quiet(Trainer(model=model, args=args, train_dataset=train,
+                          data_collator=QACollator(ctx.fmt.tok.pad_token_id))).train()
+        model.eval()
+        attacked = ctx.scores(model, questions, refs)
+        step_metrics = summarize(ctx, f"relearn/step_{steps}", attacked, eval_idx)
+        metrics.update(step_metrics)
+        logs += [{"id": ctx.rows[i].get("id"), "question": ctx.rows[i]["question"], "answer": ctx.rows[i]["answer"],
+                  "step": steps, **a} for i, a in zip(eval_idx, attacked, strict=True)]
+    last = max(int(s) for s in acfg.steps)
+    for key in ("forget_rougeL_recall", "unlearned_forget_rougeL_recall", "original_forget_rougeL_recall", "recovery"):
+        metrics[f"attack/relearn/{key}"] = metrics[f"attack/relearn/step_{last}/{key}"]
+    metrics["attack/relearn/relearn_items"] = len(train_idx)
+    return metrics, logs
+
+
+ATTACKS = {"relearn": attack_relearn, "quantize": attack_quantize, "translate": attack_translate,
+           "jailbreak": attack_jailbreak, "paraphrase": attack_paraphrase, "prefill": attack_prefill,
+           "icl": attack_icl}
+
+
+def run(cfg: DictConfig, recorder) -> None:
+    from tru_cli.stages import artifacts
+
+    acfg = cfg.attack
+    names = list(acfg.suite) if acfg.name == "suite" else [acfg.name]
+    if acfg.name == "quantize":  # fail before loading anything
+        quantize.check_method(acfg.method)
+    unlearned = cfg.model.path or artifacts.unlearned(cfg, artifacts.finetuned(cfg, "full"),
+                                                      artifacts.targets(cfg) if cfg.method.use_targets else None)[0]
+    original = acfg.reference_model or artifacts.finetuned(cfg, "full")
+    recorder.add_artifact("unlearned_model", unlearned)
+    recorder.add_artifact("reference_model", original)
+    ctx = Context(cfg, str(unlearned), str(original))
+    for name in names:
+        sub = acfg if acfg.name != "suite" else acfg.settings[name]
+        log.info("attack %s", name)
+        metrics, logs = ATTACKS[name](ctx, sub)
+        recorder.add_metrics({k: v for k, v in metrics.items() if v is not None})
+        write_jsonl(recorder.run_dir / "logs" / f"attack_{name}.jsonl", logs)
+    recorder.add_artifact("logs", recorder.run_dir / "logs")
+    _table(recorder.metrics, names)
+
+
+def _table(metrics: dict, names: list[str]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="attacks: forget ROUGE-L recall and recovery of the forgetting")
+    for col in ("attack", "unlearned", "attacked", "original", "recovery"):
+        table.add_column(col, justify="left" if col == "attack" else "right")
+    for name in names:
+        cells = [metrics.get(f"attack/{name}/{k}") for k in
+                 ("unlearned_forget_rougeL_recall", "forget_rougeL_recall", "original_forget_rougeL_recall", "recovery")]
+        table.add_row(name, *("-" if c is None else f"{c:.3f}" for c in cells))
+    Console().print(table)
