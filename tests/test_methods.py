@@ -136,6 +136,13 @@ def test_npo_with_a_held_reference_trains_like_the_precomputed_one(tiny_setup, t
     assert runs["model"]["unlearn/loss_first"] == pytest.approx(runs["precompute"]["unlearn/loss_first"], rel=1e-4)
 
 
+def _normalised_sgd_step(model, lr: float = 0.05) -> None:
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.grad is not None:
+                p -= lr * p.grad / (p.grad.norm() + 1e-12)
+
+
 @pytest.mark.parametrize("name,part,direction", [
     ("ga", "forget", +1), ("graddiff", "forget", +1), ("kl", "forget", +1), ("npo", "forget", +1),
     ("simnpo", "forget", +1), ("wga", "forget", +1), ("idkdpo", "forget", +1), ("idkpo", "idk", -1),
@@ -176,10 +183,7 @@ def test_one_step_moves_the_forget_statistics_the_right_way(name, part, directio
     before = nll()
     loss, _ = objective(model, batch)
     loss.backward()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.grad is not None:
-                p -= 0.05 * p.grad / (p.grad.norm() + 1e-12)  # a small normalised SGD step
+    _normalised_sgd_step(model)
     assert (nll() - before) * direction > 0
 
 
@@ -207,8 +211,5 @@ def test_rmu_step_pulls_forget_activations_toward_the_control_vector(tiny_setup)
     before = distance()
     loss, _ = objective(model, inputs)
     loss.backward()
-    with torch.no_grad():
-        for p in model.parameters():
-            if p.grad is not None:
-                p -= 0.05 * p.grad / (p.grad.norm() + 1e-12)
+    _normalised_sgd_step(model)
     assert distance() < before

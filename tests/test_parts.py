@@ -66,7 +66,7 @@ def test_generation_prompt_holds_task_and_criteria():
 def test_secrets_never_reach_config_or_results(tmp_path):
     cfg = compose("eval", ["logger=none", "+generator.api_key=sk-secret-123",
                            "+generator.api_key_env=OPENAI_API_KEY"])
-    with RunRecorder("eval", cfg, tmp_path):
-        pass
+    with RunRecorder("eval", cfg, tmp_path) as recorder:
+        recorder.add_metrics({"tofu/forget_prob": 0.5})
     text = (tmp_path / "config.yaml").read_text() + (tmp_path / "results.json").read_text()
     assert "sk-secret-123" not in text and "OPENAI_API_KEY" in text
