@@ -134,6 +134,8 @@ def report(
         rows = rep.collect(paths, names, role)
     except TruError as exc:
         _fail(str(exc))
+    if rows and all(r["method"].count(" / ") for r in rows):  # only attack runs: their own columns
+        names = rep.ATTACK_METRICS
     folder = Path(out) if out else Path(paths[0]) / "report"
     md, csv_path = rep.write_tables(rows, names, folder)
     images = rep.plots(rows, folder)

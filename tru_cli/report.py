@@ -20,7 +20,7 @@ DEFAULT_METRICS = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "to
 # unlearning, ≈ closest to the retain model is best).
 DIRECTION = {"forget_rougeL_recall": "↓", "forget_rouge1_recall": "↓", "forget_prob": "↓",
              "forget_truth_ratio": "≈retain", "forget_quality": "↑", "model_utility": "↑",
-             "retain_rougeL_recall": "↑", "retain_prob": "↑", "retain_truth_ratio": "↑",
+             "retain_rougeL_recall": "↑", "retain_prob": "↑", "retain_truth_ratio": "↑", "recovery": "↓",
              "ra_rougeL_recall": "↑", "wf_rougeL_recall": "↑", "ra_prob": "↑", "wf_prob": "↑"}
 
 
@@ -55,10 +55,28 @@ def _method(run: Path) -> str:
     return str(OmegaConf.select(OmegaConf.load(file), "method.name", default="?"))
 
 
+ATTACK_METRICS = ["unlearned_forget_rougeL_recall", "forget_rougeL_recall", "original_forget_rougeL_recall",
+                  "recovery"]
+
+
+def attack_rows(run: Path, res: dict) -> list[dict]:
+    """One row per attack of a `tru attack` run (a suite gives seven)."""
+    values = res.get("metrics", {})
+    names = sorted({k.split("/")[1] for k in values if k.startswith("attack/") and k.count("/") == 2
+                    and k.endswith("/recovery")})
+    return [{"run": str(run), "status": res.get("status"), "method": f"{_method(run)} / {name}",
+             "overrides": " ".join(_overrides(run)),
+             **{m: values.get(f"attack/{name}/{m}") for m in ATTACK_METRICS}} for name in names]
+
+
 def collect(paths: list[str], metrics: list[str], role: str) -> list[dict]:
+    """Rows of the table; attack runs give one row per attack with the ATTACK_METRICS columns."""
     rows = []
     for run in find_runs(paths):
         res = json.loads((run / "results.json").read_text())
+        if res.get("command") == "attack":
+            rows.extend(attack_rows(run, res))
+            continue
         values = res.get("metrics", {})
         prefix = f"{role}/" if res.get("command") == "pipeline" and role else ""
         row = {"run": str(run), "status": res.get("status"), "method": _method(run),
