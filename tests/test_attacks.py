@@ -78,3 +78,18 @@ def test_attack_needing_a_gpu_fails_in_one_line_before_loading(tmp_path):
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert lines == ["error: attack.method=bnb needs a CUDA GPU; use attack.method=rtn on this machine"]
+
+
+@pytest.mark.slow
+def test_lora_relearning_runs_and_moves_the_model(tmp_path):
+    run_tru(["attack", "attack=relearn", *SMALL, "attack.lora=true", "attack.steps=[0,6]",
+             "attack.trainer.lr=0.01", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    res = results(tmp_path / "run")
+    assert res["status"] == "completed"
+    rows = [line for line in (tmp_path / "run" / "logs" / "attack_relearn.jsonl").read_text().splitlines()]
+    import json
+
+    gens = {}
+    for row in map(json.loads, rows):
+        gens.setdefault(row["step"], []).append(row["generation"])
+    assert gens[0] != gens[6]  # the merged LoRA update changed the answers

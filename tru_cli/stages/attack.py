@@ -163,12 +163,6 @@ def attack_relearn(ctx, acfg):
     from tru_cli.data.encoding import QACollator
     from tru_cli.methods.trainer import ListDataset, quiet, training_args
 
-    if acfg.lora:
-        import importlib.util
-
-        if importlib.util.find_spec("peft") is None:
-            raise TruError("attack.lora=true needs the peft package (pip install peft); or attack.lora=false")
-        raise TruError("attack.lora=true is not wired in this version; use attack.lora=false (full fine-tuning)")
     train_idx = list(range(0, len(ctx.rows), 2))
     eval_idx = list(range(1, len(ctx.rows), 2))
     train = ListDataset([ctx.fmt.encode(ctx.rows[i]["question"], ctx.rows[i]["answer"]) for i in train_idx])
@@ -178,10 +172,14 @@ def attack_relearn(ctx, acfg):
     for steps in sorted(int(s) for s in acfg.steps):
         model = copy.deepcopy(ctx.unlearned).train()
         if steps:
+            if acfg.lora:
+                model = _with_lora(model, acfg)
             args = training_args(ctx.cfg, acfg.trainer, Path(ctx.cfg.paths.store) / "tmp_relearn")
             args.max_steps = steps
             quiet(Trainer(model=model, args=args, train_dataset=train,
                           data_collator=QACollator(ctx.fmt.tok.pad_token_id))).train()
+            if acfg.lora:
+                model = model.merge_and_unload()  # the attacked model is the merged one
         model.eval()
         attacked = ctx.scores(model, questions, refs)
         step_metrics = summarize(ctx, f"relearn/step_{steps}", attacked, eval_idx)
@@ -193,6 +191,15 @@ def attack_relearn(ctx, acfg):
         metrics[f"attack/relearn/{key}"] = metrics[f"attack/relearn/step_{last}/{key}"]
     metrics["attack/relearn/relearn_items"] = len(train_idx)
     return metrics, logs
+
+
+def _with_lora(model, acfg):
+    """LoRA adapters on the configured modules (Łucki et al. relearn with LoRA on every projection)."""
+    from peft import LoraConfig, get_peft_model
+
+    config = LoraConfig(r=int(acfg.lora_rank), lora_alpha=int(acfg.lora_alpha), lora_dropout=0.0,
+                        target_modules=list(acfg.lora_target_modules), task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
 
 
 ATTACKS = {"relearn": attack_relearn, "quantize": attack_quantize, "translate": attack_translate,
