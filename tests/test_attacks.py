@@ -58,10 +58,14 @@ def test_every_attack_runs_on_the_tiny_model(tmp_path):
     for name in ("relearn", "quantize", "translate", "jailbreak", "paraphrase", "prefill", "icl"):
         assert 0 <= m[f"attack/{name}/forget_rougeL_recall"] <= 1, name
         assert f"attack/{name}/unlearned_forget_rougeL_recall" in m
+        assert 0 <= m[f"attack/{name}/forget_prob"] <= 1 and f"attack/{name}/original_forget_prob" in m
         assert (tmp_path / "run" / "logs" / f"attack_{name}.jsonl").is_file()
     # the relearning curve starts where the unlearned model is
     assert m["attack/relearn/step_0/forget_rougeL_recall"] == pytest.approx(m["attack/relearn/step_0/unlearned_forget_rougeL_recall"])
     assert "attack/relearn/step_4/forget_rougeL_recall" in m
+    for name in ("relearn", "quantize"):  # weight attacks also report what they do to retain answers
+        assert 0 <= m[f"attack/{name}/retain_rougeL_recall"] <= 1
+        assert f"attack/{name}/unlearned_retain_rougeL_recall" in m
     assert "attack/jailbreak_role_play/forget_rougeL_recall" in m
     # tru report gives one row per attack, with the recovery column
     report = run_tru(["report", str(tmp_path / "run")], tmp_path).stdout

@@ -46,7 +46,11 @@ class PromptFormatter:
         return self.tok(text, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
 
     def encode(self, question: str, answer: str) -> dict:
-        prompt, reply = self.prompt_ids(question), self.answer_ids(answer)
+        return self.encode_prompt(self.prompt_ids(question), answer)
+
+    def encode_prompt(self, prompt: list[int], answer: str) -> dict:
+        """An answer after ready-made prompt ids (attacks build their own prompts)."""
+        reply = self.answer_ids(answer)
         ids = (prompt + reply)[: self.max_length]
         labels = ([IGNORE] * len(prompt) + reply)[: self.max_length]
         return {"input_ids": ids, "labels": labels}

@@ -12,11 +12,15 @@ from tru_cli.data.encoding import PromptFormatter, pad
 from tru_cli.methods.losses import token_nll
 
 
-@torch.no_grad()
 def answer_nlls(model, formatter: PromptFormatter, pairs: list[tuple[str, str]],
                 batch_size: int) -> list[tuple[float, int]]:
     """(summed NLL, answer-token count) of each answer given its question."""
-    encoded = [formatter.encode(q, a) for q, a in pairs]
+    return encoded_nlls(model, formatter, [formatter.encode(q, a) for q, a in pairs], batch_size)
+
+
+@torch.no_grad()
+def encoded_nlls(model, formatter: PromptFormatter, encoded: list[dict], batch_size: int) -> list[tuple[float, int]]:
+    """(summed NLL, answer-token count) of already encoded sequences, in length-sorted batches."""
     order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
     out: list[tuple[float, int]] = [(0.0, 0)] * len(encoded)
     device = next(model.parameters()).device

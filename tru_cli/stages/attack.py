@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -40,30 +41,49 @@ class Context:
         for model in (self.unlearned, self.original):
             model.to(self.device).eval()
         self.fmt = PromptFormatter(tok, cfg.model)
-        self.rows = benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)["forget"]
+        sets = benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)
+        self.rows, self.retain_rows = sets["forget"], sets["retain"]
         self.plain = {role: self.scores(model, [self.fmt.prompt_ids(r["question"]) for r in self.rows],
                                         [r["answer"] for r in self.rows])
                       for role, model in (("unlearned", self.unlearned), ("original", self.original))}
 
     def scores(self, model, prompt_ids: list[list[int]], references: list[str]) -> list[dict]:
-        gens = scoring.greedy_from_prompts(model, self.fmt, prompt_ids, int(self.cfg.eval.max_new_tokens),
-                                           int(self.cfg.eval.batch_size))
-        return [{"generation": g, **r} for g, r in zip(gens, tofu.rouge_recalls(references, gens), strict=True)]
+        """Per item: the greedy answer, its ROUGE recalls against the reference, and the probability
+        of the reference given the same prompt (exp of minus its mean token NLL)."""
+        size = int(self.cfg.eval.batch_size)
+        gens = scoring.greedy_from_prompts(model, self.fmt, prompt_ids, int(self.cfg.eval.max_new_tokens), size)
+        nlls = scoring.encoded_nlls(model, self.fmt, [self.fmt.encode_prompt(p, ref) for p, ref in
+                                                      zip(prompt_ids, references, strict=True)], size)
+        return [{"generation": g, **r, "prob": math.exp(-total / max(count, 1))}
+                for g, r, (total, count) in zip(gens, tofu.rouge_recalls(references, gens), nlls, strict=True)]
+
+    def retain_rouge(self, model) -> float:
+        """Retain ROUGE-L recall: does a weight attack keep the model useful?"""
+        refs = [r["answer"] for r in self.retain_rows]
+        gens = scoring.greedy_from_prompts(model, self.fmt, [self.fmt.prompt_ids(r["question"]) for r in self.retain_rows],
+                                           int(self.cfg.eval.max_new_tokens), int(self.cfg.eval.batch_size))
+        return _mean([r["rougeL_recall"] for r in tofu.rouge_recalls(refs, gens)])
 
 
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
 
+# Forget metrics per item, and the name of each one's recovery (`recovery` is the main metric's).
+FORGET_METRICS = {"rougeL_recall": "recovery", "prob": "forget_prob_recovery"}
+
+
 def summarize(ctx: Context, name: str, attacked: list[dict], index: list[int], extra: dict | None = None) -> dict:
     """attack/<name>/... metrics over the attacked items `index` (positions in ctx.rows)."""
-    m_att = _mean([a["rougeL_recall"] for a in attacked])
-    m_unl = _mean([ctx.plain["unlearned"][i]["rougeL_recall"] for i in index])
-    m_orig = _mean([ctx.plain["original"][i]["rougeL_recall"] for i in index])
-    out = {f"attack/{name}/forget_rougeL_recall": m_att,
-           f"attack/{name}/unlearned_forget_rougeL_recall": m_unl,
-           f"attack/{name}/original_forget_rougeL_recall": m_orig,
-           f"attack/{name}/recovery": recovery(m_att, m_unl, m_orig)}
+    out = {}
+    for metric, recovery_name in FORGET_METRICS.items():
+        m_att = _mean([a[metric] for a in attacked])
+        m_unl = _mean([ctx.plain["unlearned"][i][metric] for i in index])
+        m_orig = _mean([ctx.plain["original"][i][metric] for i in index])
+        out.update({f"attack/{name}/forget_{metric}": m_att,
+                    f"attack/{name}/unlearned_forget_{metric}": m_unl,
+                    f"attack/{name}/original_forget_{metric}": m_orig,
+                    f"attack/{name}/{recovery_name}": recovery(m_att, m_unl, m_orig)})
     for key, value in (extra or {}).items():
         out[f"attack/{name}/{key}"] = value
     return out
@@ -85,21 +105,25 @@ def attack_paraphrase(ctx, acfg):
 
 
 def attack_translate(ctx, acfg):
-    metrics, logs, per_lang = {}, [], []
+    metrics, logs = {}, []
     hint = "translation through a generation backend arrives with the API and local-model backends"
     for lang in acfg.languages:
         m, lg = _prompt_attack(ctx, f"translate_{lang}", lambda i, r, lang=lang: ctx.fmt.prompt_ids(
             prompts.field_or_fail(r, f"question_{lang}", "translate", hint)))
         metrics.update(m)
-        per_lang.append(m[f"attack/translate_{lang}/forget_rougeL_recall"])
         logs += [{**row, "language": lang} for row in lg]
-    index = list(range(len(ctx.rows)))
-    attacked = [{"rougeL_recall": v} for v in per_lang]  # mean over languages of the set means
-    out = summarize(ctx, "translate", [], index)
-    out["attack/translate/forget_rougeL_recall"] = _mean([a["rougeL_recall"] for a in attacked])
-    m_unl, m_orig = out["attack/translate/unlearned_forget_rougeL_recall"], out["attack/translate/original_forget_rougeL_recall"]
-    out["attack/translate/recovery"] = recovery(out["attack/translate/forget_rougeL_recall"], m_unl, m_orig)
-    return {**metrics, **out}, logs
+    return {**metrics, **_aggregate(metrics, "translate", [f"translate_{lang}" for lang in acfg.languages])}, logs
+
+
+def _aggregate(metrics: dict, name: str, parts: list[str]) -> dict:
+    """attack/<name>/... as the mean over its sub-attacks (languages, templates) of each metric."""
+    out = {}
+    for metric, recovery_name in FORGET_METRICS.items():
+        values = {kind: _mean([metrics[f"attack/{p}/{kind}forget_{metric}"] for p in parts])
+                  for kind in ("", "unlearned_", "original_")}
+        out.update({f"attack/{name}/{kind}forget_{metric}": v for kind, v in values.items()})
+        out[f"attack/{name}/{recovery_name}"] = recovery(values[""], values["unlearned_"], values["original_"])
+    return out
 
 
 def attack_jailbreak(ctx, acfg):
@@ -113,12 +137,8 @@ def attack_jailbreak(ctx, acfg):
         metrics.update(m)
         means[template] = m[f"attack/jailbreak_{template}/forget_rougeL_recall"]
         logs += [{**row, "template": template} for row in lg]
-    out = summarize(ctx, "jailbreak", [], list(range(len(ctx.rows))))
+    out = _aggregate(metrics, "jailbreak", [f"jailbreak_{t}" for t in acfg.templates])
     best = max(means, key=means.get)
-    out["attack/jailbreak/forget_rougeL_recall"] = _mean(list(means.values()))
-    out["attack/jailbreak/recovery"] = recovery(out["attack/jailbreak/forget_rougeL_recall"],
-                                                out["attack/jailbreak/unlearned_forget_rougeL_recall"],
-                                                out["attack/jailbreak/original_forget_rougeL_recall"])
     out["attack/jailbreak/best_template_recovery"] = metrics[f"attack/jailbreak_{best}/recovery"]
     return {**metrics, **out}, logs
 
@@ -150,7 +170,9 @@ def attack_quantize(ctx, acfg):
     control = copy.deepcopy(ctx.original)  # the quantized original: what rounding alone does
     quantize.quantize_model_(control, bits, group)
     control_scores = ctx.scores(control, questions, refs)
-    extra = {"bits": bits, "original_quantized_forget_rougeL_recall": _mean([c["rougeL_recall"] for c in control_scores])}
+    extra = {"bits": bits, "original_quantized_forget_rougeL_recall": _mean([c["rougeL_recall"] for c in control_scores]),
+             "retain_rougeL_recall": ctx.retain_rouge(quantized),
+             "unlearned_retain_rougeL_recall": ctx.retain_rouge(ctx.unlearned)}
     logs = [{"id": r.get("id"), "question": r["question"], "answer": r["answer"], **a}
             for r, a in zip(ctx.rows, attacked, strict=True)]
     return summarize(ctx, "quantize", attacked, index, extra), logs
@@ -187,9 +209,12 @@ def attack_relearn(ctx, acfg):
         logs += [{"id": ctx.rows[i].get("id"), "question": ctx.rows[i]["question"], "answer": ctx.rows[i]["answer"],
                   "step": steps, **a} for i, a in zip(eval_idx, attacked, strict=True)]
     last = max(int(s) for s in acfg.steps)
-    for key in ("forget_rougeL_recall", "unlearned_forget_rougeL_recall", "original_forget_rougeL_recall", "recovery"):
+    for key in ("forget_rougeL_recall", "unlearned_forget_rougeL_recall", "original_forget_rougeL_recall", "recovery",
+                "forget_prob", "unlearned_forget_prob", "original_forget_prob", "forget_prob_recovery"):
         metrics[f"attack/relearn/{key}"] = metrics[f"attack/relearn/step_{last}/{key}"]
     metrics["attack/relearn/relearn_items"] = len(train_idx)
+    metrics["attack/relearn/retain_rougeL_recall"] = ctx.retain_rouge(model)  # after the last step
+    metrics["attack/relearn/unlearned_retain_rougeL_recall"] = ctx.retain_rouge(ctx.unlearned)
     return metrics, logs
 
 
