@@ -144,7 +144,7 @@ def _group_options(group: str) -> list[str]:
     return names
 
 
-def _explain(exc: Exception, overrides: list[str]) -> str:
+def _explain(exc: Exception, command: str, overrides: list[str]) -> str:
     """Turn Hydra's and OmegaConf's composition errors into one line with the valid choices."""
     text = str(exc).strip()
     if exc.__cause__ is not None:
@@ -159,14 +159,16 @@ def _explain(exc: Exception, overrides: list[str]) -> str:
         full_key = missing_key.group(2)
         parent = full_key.rsplit(".", 1)[0] if "." in full_key else ""
         return (f"unknown key '{full_key}'; valid keys under '{parent or '<root>'}': "
-                f"{_valid_keys(parent, overrides)} (prefix with + to add a new key)")
+                f"{_valid_keys(command, parent, overrides)} (prefix with + to add a new key)")
     first = text.splitlines()[0] if text else type(exc).__name__
     return re.sub(r"^\w+ raised while resolving interpolation: ", "", first)
 
 
-def _valid_keys(parent: str, overrides: list[str]) -> str:
+def _valid_keys(command: str, parent: str, overrides: list[str]) -> str:
+    """The keys under `parent`, composed without the key overrides (one of them is the bad one)."""
     try:
-        cfg = compose_for_keys(overrides)
+        groups_only = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]]
+        cfg = compose(command, groups_only)
         node = OmegaConf.select(cfg, parent) if parent else cfg
         if isinstance(node, DictConfig):
             return ", ".join(str(k) for k in node.keys())
@@ -175,21 +177,11 @@ def _valid_keys(parent: str, overrides: list[str]) -> str:
     return "(see tru <command> --cfg job)"
 
 
-_LAST_COMMAND = {"name": "unlearn"}
-
-
-def compose_for_keys(overrides: list[str]) -> DictConfig:
-    """Compose without the offending key overrides, only to list what keys exist."""
-    safe = [o for o in overrides if "=" in o and "." not in o.split("=", 1)[0]]
-    return compose(_LAST_COMMAND["name"], safe)
-
-
 def validate_overrides(command: str, args: list[str]) -> None:
     """Compose every sweep point and resolve it; raise TruError naming the first problem."""
     from hydra.errors import HydraException
     from omegaconf.errors import OmegaConfBaseException
 
-    _LAST_COMMAND["name"] = command
     overrides = hydra_overrides(args)
     try:
         points = expand_sweeps(overrides) if overrides else [[]]
@@ -205,4 +197,4 @@ def validate_overrides(command: str, args: list[str]) -> None:
             cause = exc.__cause__ if isinstance(exc.__cause__, TruError) else None
             if cause is not None:
                 raise cause from None
-            raise TruError(_explain(exc, point)) from None
+            raise TruError(_explain(exc, command, point)) from None

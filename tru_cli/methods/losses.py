@@ -59,7 +59,8 @@ def graddiff_loss(forget_nll: torch.Tensor, retain_nll: torch.Tensor,
 
 def tru_loss(target_nll: torch.Tensor, ga_term: torch.Tensor, alpha: float = 0.1) -> torch.Tensor:
     """TRU (Liao et al. 2026, Eq. 4): L = CE(reasoning ⊕ refusal | query) + alpha * L_GA-based.
-    `target_nll` is the CE on the generated targets; `ga_term` is e.g. `graddiff_loss(...)`."""
+    `target_nll` is the CE on the generated targets; `ga_term` is e.g. `graddiff_loss(...)`.
+    Every method is this shape (objectives.py): baselines pass a zero target term."""
     return target_nll + alpha * ga_term
 
 

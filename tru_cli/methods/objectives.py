@@ -138,7 +138,7 @@ class Objective:
             return total, logs
         forget = self._forget_term(m, inputs, logits, hidden, logs)
         retain = self._retain_term(m, inputs, logits, hidden, logs)
-        return total + float(m.alpha) * (forget + float(m.lambda_retain) * retain), logs
+        return losses.tru_loss(total, forget + float(m.lambda_retain) * retain, float(m.alpha)), logs
 
     def _forget_term(self, m, inputs, logits, hidden, logs) -> torch.Tensor:
         kind = self.forget

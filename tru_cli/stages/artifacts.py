@@ -42,8 +42,8 @@ def finetuned(cfg: DictConfig, role: str) -> str:
     """Path or hub id of the model that learned the benchmark (`full`) or only its retain split."""
     checkpoints = cfg.model.get("tofu_checkpoints")
     if cfg.model.path is not None and cfg.benchmark.format == "tofu" and checkpoints \
-            and checkpoints.get(role if role == "full" else "retain") and cfg.benchmark.source == "hub":
-        return checkpoints.get(role if role == "full" else "retain")
+            and checkpoints.get(role) and cfg.benchmark.source == "hub":
+        return checkpoints.get(role)
     from tru_cli.stages import finetune
 
     payload = {"v": FORMAT_VERSION, "role": role, "model": _model_key(cfg), "seed": cfg.seed,

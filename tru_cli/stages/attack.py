@@ -65,6 +65,12 @@ class Context:
         return _mean([r["rougeL_recall"] for r in tofu.rouge_recalls(refs, gens)])
 
 
+def item_logs(rows: list[dict], attacked: list[dict], **extra) -> list[dict]:
+    """Per-item log rows: the item, the attacked generation and its scores."""
+    return [{"id": r.get("id"), "question": r["question"], "answer": r["answer"], **extra, **a}
+            for r, a in zip(rows, attacked, strict=True)]
+
+
 def _mean(values: list[float]) -> float:
     return sum(values) / len(values) if values else float("nan")
 
@@ -93,9 +99,7 @@ def _prompt_attack(ctx, name, prompt_of, reference_of=None) -> tuple[dict, list[
     index = list(range(len(ctx.rows)))
     refs = [reference_of(r) if reference_of else r["answer"] for r in ctx.rows]
     attacked = ctx.scores(ctx.unlearned, [prompt_of(i, r) for i, r in enumerate(ctx.rows)], refs)
-    logs = [{"id": r.get("id"), "question": r["question"], "answer": r["answer"], **a}
-            for r, a in zip(ctx.rows, attacked, strict=True)]
-    return summarize(ctx, name, attacked, index), logs
+    return summarize(ctx, name, attacked, index), item_logs(ctx.rows, attacked)
 
 
 def attack_paraphrase(ctx, acfg):
@@ -173,9 +177,7 @@ def attack_quantize(ctx, acfg):
     extra = {"bits": bits, "original_quantized_forget_rougeL_recall": _mean([c["rougeL_recall"] for c in control_scores]),
              "retain_rougeL_recall": ctx.retain_rouge(quantized),
              "unlearned_retain_rougeL_recall": ctx.retain_rouge(ctx.unlearned)}
-    logs = [{"id": r.get("id"), "question": r["question"], "answer": r["answer"], **a}
-            for r, a in zip(ctx.rows, attacked, strict=True)]
-    return summarize(ctx, "quantize", attacked, index, extra), logs
+    return summarize(ctx, "quantize", attacked, index, extra), item_logs(ctx.rows, attacked)
 
 
 def attack_relearn(ctx, acfg):
@@ -206,8 +208,7 @@ def attack_relearn(ctx, acfg):
         attacked = ctx.scores(model, questions, refs)
         step_metrics = summarize(ctx, f"relearn/step_{steps}", attacked, eval_idx)
         metrics.update(step_metrics)
-        logs += [{"id": ctx.rows[i].get("id"), "question": ctx.rows[i]["question"], "answer": ctx.rows[i]["answer"],
-                  "step": steps, **a} for i, a in zip(eval_idx, attacked, strict=True)]
+        logs += item_logs([ctx.rows[i] for i in eval_idx], attacked, step=steps)
     last = max(int(s) for s in acfg.steps)
     for key in ("forget_rougeL_recall", "unlearned_forget_rougeL_recall", "original_forget_rougeL_recall", "recovery",
                 "forget_prob", "unlearned_forget_prob", "original_forget_prob", "forget_prob_recovery"):
