@@ -70,3 +70,29 @@ def test_secrets_never_reach_config_or_results(tmp_path):
         recorder.add_metrics({"tofu/forget_prob": 0.5})
     text = (tmp_path / "config.yaml").read_text() + (tmp_path / "results.json").read_text()
     assert "sk-secret-123" not in text and "OPENAI_API_KEY" in text
+
+
+def test_wandb_mode_is_offline_without_credentials_and_env_wins(monkeypatch, tmp_path):
+    from tru_cli.tracking import resolve_wandb_mode
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    assert resolve_wandb_mode("auto") == "offline"
+    monkeypatch.setenv("WANDB_API_KEY", "x" * 40)
+    assert resolve_wandb_mode("auto") == "online"
+    assert resolve_wandb_mode("disabled") == "disabled"  # WANDB_MODE reaches here through the config
+
+
+def test_cuda_device_ids_become_cuda_visible_devices(monkeypatch):
+    import os
+
+    from tru_cli.runner import _select_devices
+
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
+    _select_devices(compose("unlearn", ["device=cuda", "device.device_ids=[2,3]"]))
+    assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
+    cfg = compose("unlearn", ["device=cuda"])
+    assert cfg.device.dtype == "bfloat16" and cfg.device.mixed_precision == "bf16"
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
+    _select_devices(compose("unlearn", ["device=cpu"]))
+    assert "CUDA_VISIBLE_DEVICES" not in os.environ
