@@ -129,11 +129,13 @@ def report(
 
     from tru_cli import report as rep
 
-    names = [m.strip() for m in metrics.split(",")] if metrics else rep.DEFAULT_METRICS
+    names = [m.strip() for m in metrics.split(",")] if metrics else rep.DEFAULT_METRICS + rep.OPTIONAL_METRICS
     try:
         rows = rep.collect(paths, names, role)
     except TruError as exc:
         _fail(str(exc))
+    if not metrics:  # the judge's columns only when some run was judged
+        names = [n for n in names if n in rep.DEFAULT_METRICS or any(r.get(n) is not None for r in rows)]
     if rows and all(r["method"].count(" / ") for r in rows):  # only attack runs: their own columns
         names = rep.ATTACK_METRICS
     folder = Path(out) if out else Path(paths[0]) / "report"

@@ -16,12 +16,16 @@ from tru_cli.errors import TruError
 
 DEFAULT_METRICS = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "tofu/forget_truth_ratio",
                    "tofu/forget_quality", "tofu/model_utility"]
+OPTIONAL_METRICS = ["judge/uq", "judge/rq"]  # default columns too, when some run has them (judge=...)
 # Direction of each metric, shown in the table header (↑ higher is better, ↓ lower is better after
 # unlearning, ≈ closest to the retain model is best).
 DIRECTION = {"forget_rougeL_recall": "↓", "forget_rouge1_recall": "↓", "forget_prob": "↓",
              "forget_truth_ratio": "≈retain", "forget_quality": "↑", "model_utility": "↑",
              "retain_rougeL_recall": "↑", "retain_prob": "↑", "retain_truth_ratio": "↑", "recovery": "↓",
-             "ra_rougeL_recall": "↑", "wf_rougeL_recall": "↑", "ra_prob": "↑", "wf_prob": "↑"}
+             "ra_rougeL_recall": "↑", "wf_rougeL_recall": "↑", "ra_prob": "↑", "wf_prob": "↑",
+             **{f"{rubric}{dim}": "↑" for rubric, dims in (("uq", ("", "_relevance", "_rejection", "_helpfulness")),
+                                                          ("rq", ("", "_readability", "_specificity", "_logic")))
+                for dim in dims}}
 
 
 def find_runs(paths: list[str]) -> list[Path]:

@@ -16,6 +16,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from tru_cli import __version__
+from tru_cli.redact import scrub
 
 log = logging.getLogger("tru")
 SECRET_KEY = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
@@ -98,10 +99,8 @@ class RunRecorder:
 
     # -- recording --
     def add_metrics(self, metrics: dict, prefix: str = "") -> None:
-        for key, value in metrics.items():
-            if value is None:
-                continue
-            self.metrics[f"{prefix}{key}"] = float(value)
+        for key, value in metrics.items():  # None = missing (inputs absent, judge failed): kept as null
+            self.metrics[f"{prefix}{key}"] = None if value is None else float(value)
 
     def add_artifact(self, name: str, path: str | Path) -> None:
         self.artifacts[name] = os.path.relpath(Path(path).resolve(), self.run_dir.resolve())
@@ -123,7 +122,7 @@ class RunRecorder:
 
     def __exit__(self, exc_type, exc, tb) -> bool:
         status = "completed" if exc is None else "failed"
-        error = None if exc is None else f"{type(exc).__name__}: {exc}"
+        error = None if exc is None else scrub(f"{type(exc).__name__}: {exc}")
         self._write(status, error)
         if self.wandb_run is not None:
             try:

@@ -1,12 +1,47 @@
-"""Generation backends behind one interface (`base.TargetBackend`)."""
+"""Generation backends behind one interface: `offline` (templates, no model), `openai` (any
+OpenAI-compatible endpoint) and `hf` (a local transformers model). The last two answer chat
+requests through a `ChatService` (cache, validation retries, counts); targets, the judge, and the
+translation and paraphrase attacks all use it."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from omegaconf import DictConfig
 
 from tru_cli.errors import TruError
 
+CHAT_BACKENDS = ("openai", "hf")
+
 
 def make_backend(cfg, criteria: bool = True):
-    """The backend named by `generator.backend`; `criteria` says whether the prompt holds them."""
+    """The offline target backend (`generator.backend=offline`)."""
     if cfg.backend == "offline":
         from tru_cli.backends.offline import OfflineBackend
 
         return OfflineBackend(model=cfg.model, criteria=criteria)
-    raise TruError(f"generator.backend={cfg.backend} is not available; choose: offline")
+    raise TruError(f"generator.backend={cfg.backend} is not a template backend; choose: offline")
+
+
+def chat_service(section_cfg: DictConfig, section: str, device: DictConfig,
+                 default_model: Callable[[], str], label: str):
+    """A ChatService for `<section>` (generator or judge). `default_model` gives the local model
+    used by the hf backend when `<section>.model` is null (the run's own model)."""
+    from tru_cli.backends.cache import RequestCache
+    from tru_cli.backends.chat import ChatService, Prices
+
+    kind = section_cfg.backend
+    if kind == "openai":
+        from tru_cli.backends.openai_api import OpenAIChat
+
+        backend = OpenAIChat(section_cfg, section)
+    elif kind == "hf":
+        from tru_cli.backends.local import HFChat
+
+        backend = HFChat(section_cfg, section_cfg.model or default_model(), device)
+    else:
+        raise TruError(f"{section}.backend={kind} cannot answer chat requests; "
+                       f"choose {section}={' or '.join(f'{section}={b}' for b in CHAT_BACKENDS)}")
+    prices = section_cfg.get("price_per_mtok") or {}
+    return ChatService(backend, RequestCache(section_cfg.get("cache")), int(section_cfg.max_attempts),
+                       Prices(prices.get("input"), prices.get("output")), label=label)

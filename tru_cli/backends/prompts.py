@@ -17,10 +17,30 @@ Criteria:
 - Explicitly avoid generating any content that belongs to {task}."""
 
 
-def system_prompt(task: str, criteria: bool = True) -> str:
-    return SYSTEM_TEMPLATE.format(task=task.strip(), criteria=CRITERIA.format(task=task.strip()) if criteria else "")
+# For chat models that do not return their reasoning separately (deepseek-reasoner does, in
+# `reasoning_content`): the trace is asked for between tags, which tru then splits off.
+THINK_TAGS = """
+Write your reasoning between <think> and </think> first, then only the reply to the user."""
 
 
-def messages(task: str, question: str, criteria: bool = True) -> list[dict]:
-    return [{"role": "system", "content": system_prompt(task, criteria)},
+def system_prompt(task: str, criteria: bool = True, think_tags: bool = False) -> str:
+    text = SYSTEM_TEMPLATE.format(task=task.strip(), criteria=CRITERIA.format(task=task.strip()) if criteria else "")
+    return text + (THINK_TAGS if think_tags else "")
+
+
+def messages(task: str, question: str, criteria: bool = True, think_tags: bool = False) -> list[dict]:
+    return [{"role": "system", "content": system_prompt(task, criteria, think_tags)},
             {"role": "user", "content": question}]
+
+
+def split_target(reasoning: str | None, content: str) -> tuple[str, str]:
+    """(reasoning trace, refusal) of one reply: a separate reasoning field when the API gives one,
+    else the text between <think> tags (an opening tag may sit in the chat template, as with Qwen3);
+    an untagged reply is all refusal, with no trace."""
+    content = content or ""
+    if reasoning:
+        return reasoning.strip(), content.split("</think>")[-1].strip()
+    if "</think>" in content:
+        head, tail = content.split("</think>", 1)
+        return head.split("<think>", 1)[-1].strip(), tail.strip()
+    return "", content.strip()

@@ -42,13 +42,19 @@ def greedy_answers(model, formatter: PromptFormatter, questions: list[str], max_
                                max_new_tokens, batch_size)
 
 
-@torch.no_grad()
 def greedy_from_prompts(model, formatter: PromptFormatter, prompts: list[list[int]], max_new_tokens: int,
                         batch_size: int) -> list[str]:
     """Greedy generations (special tokens stripped), left-padded batches sorted by prompt length."""
-    tok = formatter.tok
+    return [text for text, _ in generate_from_prompts(model, formatter.tok, prompts, max_new_tokens,
+                                                      batch_size, do_sample=False)]
+
+
+@torch.no_grad()
+def generate_from_prompts(model, tok, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
+                          **sampling) -> list[tuple[str, int]]:
+    """(generation, its token count) per prompt; `sampling` goes to `generate` (do_sample, ...)."""
     order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-    out = [""] * len(prompts)
+    out: list[tuple[str, int]] = [("", 0)] * len(prompts)
     device = next(model.parameters()).device
     for start in range(0, len(order), batch_size):
         chunk = order[start:start + batch_size]
@@ -59,8 +65,10 @@ def greedy_from_prompts(model, formatter: PromptFormatter, prompts: list[list[in
             ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
             mask[row, width - len(prompts[i]):] = 1
         generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                   max_new_tokens=max_new_tokens, do_sample=False,
-                                   pad_token_id=tok.pad_token_id, eos_token_id=tok.eos_token_id)
+                                   max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                   eos_token_id=tok.eos_token_id, **sampling)
         for row, i in enumerate(chunk):
-            out[i] = tok.decode(generated[row, width:], skip_special_tokens=True).strip()
+            new = generated[row, width:]
+            count = int((new != tok.pad_token_id).sum()) if tok.pad_token_id is not None else len(new)
+            out[i] = (tok.decode(new, skip_special_tokens=True).strip(), count)
     return out

@@ -144,7 +144,7 @@ def _from_tofu_file(path: Path) -> list[dict]:
             if key in data and i in data[key]:
                 item[key] = data[key][i]
         if "generated_text" in item:  # [prompt, generation, ground truth]
-            _, item["generation"], item["answer"] = item.pop("generated_text")
+            item["question"], item["generation"], item["answer"] = item.pop("generated_text")
         if item.get("avg_paraphrased_loss") is None and "average_perturb_loss" in item:
             item["avg_paraphrased_loss"] = item["avg_gt_loss"]
         items.append(item)

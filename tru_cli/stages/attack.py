@@ -35,6 +35,8 @@ class Context:
         from tru_cli.models import loading
 
         self.cfg = cfg
+        self.original_path = original
+        self.usage: dict = {}  # generator counts of rewritten questions (translate, paraphrase)
         self.device = loading.device_of(cfg.device)
         self.unlearned, tok = loading.load(unlearned, cfg.device)
         self.original, _ = loading.load(original, cfg.device)
@@ -102,20 +104,51 @@ def _prompt_attack(ctx, name, prompt_of, reference_of=None) -> tuple[dict, list[
     return summarize(ctx, name, attacked, index), item_logs(ctx.rows, attacked)
 
 
+def rewritten(ctx, acfg, attack: str, field: str, instruction: str) -> list[str]:
+    """The attacked questions: the benchmark's `field` when every item has it (`attack.source=auto`
+    or `field`), else each forget question rewritten by the generator backend (`source=generator`),
+    through the same cache and retries as targets."""
+    source = acfg.get("source", "auto")
+    if source == "field" or (source == "auto" and all(r.get(field) for r in ctx.rows)):
+        hint = "or set generator=openai|hf to rewrite the questions with a model"
+        return [prompts.field_or_fail(r, field, attack, hint) for r in ctx.rows]
+    from tru_cli.backends import CHAT_BACKENDS, chat_service
+    from tru_cli.backends.chat import Reject
+
+    if ctx.cfg.generator.backend not in CHAT_BACKENDS:
+        raise TruError(f"attack={attack}: the forget items have no '{field}' and generator="
+                       f"{ctx.cfg.generator.name} cannot rewrite questions; use generator=openai or generator=hf")
+    service = chat_service(ctx.cfg.generator, "generator", ctx.cfg.device, lambda: ctx.original_path, attack)
+
+    def accept(i, reply):
+        text = reply.content.split("</think>")[-1].strip()
+        if not text:
+            raise Reject("empty")
+        return text
+
+    out = service.run([[{"role": "system", "content": instruction},
+                        {"role": "user", "content": r["question"]}] for r in ctx.rows], accept)
+    missing = sum(q is None for q in out)
+    if missing:
+        raise TruError(f"attack={attack}: the generator gave no usable rewrite for {missing} of "
+                       f"{len(out)} questions (answers so far are cached; rerun to retry)")
+    ctx.usage.update(service.summary(f"attack/{attack}/generator"))
+    return out
+
+
 def attack_paraphrase(ctx, acfg):
-    hint = "the embedded and TOFU perturbed sets have it"
-    return _prompt_attack(ctx, "paraphrase", lambda i, r: ctx.fmt.prompt_ids(
-        prompts.field_or_fail(r, "paraphrased_question", "paraphrase", hint)))
+    questions = rewritten(ctx, acfg, "paraphrase", "paraphrased_question", prompts.PARAPHRASE)
+    metrics, logs = _prompt_attack(ctx, "paraphrase", lambda i, r: ctx.fmt.prompt_ids(questions[i]))
+    return metrics, [{**row, "attacked_question": q} for row, q in zip(logs, questions, strict=True)]
 
 
 def attack_translate(ctx, acfg):
     metrics, logs = {}, []
-    hint = "translation through a generation backend arrives with the API and local-model backends"
     for lang in acfg.languages:
-        m, lg = _prompt_attack(ctx, f"translate_{lang}", lambda i, r, lang=lang: ctx.fmt.prompt_ids(
-            prompts.field_or_fail(r, f"question_{lang}", "translate", hint)))
+        questions = rewritten(ctx, acfg, "translate", f"question_{lang}", prompts.translation(lang))
+        m, lg = _prompt_attack(ctx, f"translate_{lang}", lambda i, r, q=questions: ctx.fmt.prompt_ids(q[i]))
         metrics.update(m)
-        logs += [{**row, "language": lang} for row in lg]
+        logs += [{**row, "language": lang, "attacked_question": q} for row, q in zip(lg, questions, strict=True)]
     return {**metrics, **_aggregate(metrics, "translate", [f"translate_{lang}" for lang in acfg.languages])}, logs
 
 
@@ -252,6 +285,7 @@ def run(cfg: DictConfig, recorder) -> None:
         metrics, logs = ATTACKS[name](ctx, sub)
         recorder.add_metrics({k: v for k, v in metrics.items() if v is not None})
         write_jsonl(recorder.run_dir / "logs" / f"attack_{name}.jsonl", logs)
+    recorder.add_metrics(ctx.usage)
     recorder.add_artifact("logs", recorder.run_dir / "logs")
     _table(recorder.metrics, names)
 

@@ -82,7 +82,7 @@ def show(metrics: dict, logs: dict | None = None, examples: int = 0) -> None:
     table.add_column("metric")
     table.add_column("value", justify="right")
     for key, value in metrics.items():
-        table.add_row(key, f"{value:.4g}")
+        table.add_row(key, "missing" if value is None else f"{value:.4g}")
     console = Console()
     console.print(table)
     for item in (logs or {}).get("forget", [])[:examples]:
@@ -99,19 +99,45 @@ def default_retain_logs(cfg: DictConfig) -> str | None:
     return None
 
 
+def judge(cfg: DictConfig, log_dir: Path, model_path: str | None) -> dict:
+    """The LLM judge's UQ/RQ over the answers in `log_dir`; per-item verdicts beside the logs."""
+    from tru_cli.backends import chat_service
+    from tru_cli.data.files import write_jsonl
+    from tru_cli.errors import TruError
+    from tru_cli.metrics import judge as judge_metrics
+
+    def evaluated_model() -> str:
+        if model_path is None:
+            raise TruError("judge=hf with eval.from_logs needs judge.model=HUB_ID_OR_DIR (no model is loaded)")
+        return model_path
+
+    jcfg = cfg.judge
+    service = chat_service(jcfg, "judge", cfg.device, evaluated_model, "judge")
+    metrics, item_logs = judge_metrics.score(service, tofu.read_logs(log_dir), jcfg.get("max_items"),
+                                             bool(jcfg.get("strip_reasoning", False)))
+    for rubric, rows in item_logs.items():
+        write_jsonl(Path(log_dir) / f"judge_{rubric}.jsonl", rows)
+    return {**metrics, **service.summary("judge_calls")}
+
+
 def run(cfg: DictConfig, recorder) -> None:
     from tru_cli.stages import artifacts
 
+    model_path = None
     if cfg.eval.from_logs:
         logs = tofu.read_logs(cfg.eval.from_logs)
         reference = tofu.read_logs(cfg.eval.retain_logs) if cfg.eval.retain_logs else None
         metrics = tofu.aggregate(logs, reference)
         tofu.write_logs(recorder.run_dir / "logs", logs)
-        show(metrics)
     else:
         retain = cfg.eval.retain_logs or default_retain_logs(cfg)
         model_path = artifacts.target_model(cfg)
         metrics = evaluate(cfg, model_path, recorder.run_dir, retain)
         recorder.add_artifact("model", model_path)
-    recorder.add_metrics(metrics)
+    recorder.add_metrics(metrics)  # recorded before the judge runs: a judge failure keeps them
+    if cfg.judge.backend:
+        metrics = judge(cfg, recorder.run_dir / "logs", model_path)
+        recorder.add_metrics(metrics)
+    if cfg.eval.from_logs or cfg.judge.backend:
+        show(metrics)
     recorder.add_artifact("logs", recorder.run_dir / "logs")

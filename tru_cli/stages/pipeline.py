@@ -46,6 +46,10 @@ def run(cfg: DictConfig, recorder) -> None:
         recorder.add_metrics(metrics, prefix=f"{role}/")
         recorder.add_artifact(f"{role}_logs", _copy_logs(logs, run_dir, role))
     recorder.add_artifact("retain_logs", run_dir / "logs" / "retain")
+    if cfg.judge.backend:  # the paper's UQ/RQ of the unlearned model's answers
+        from tru_cli.stages.evaluate import judge
+
+        recorder.add_metrics(judge(cfg, run_dir / "logs" / "unlearned", unlearned), prefix="unlearned/")
     _summary(recorder.metrics)
 
 
@@ -54,7 +58,8 @@ def _summary(metrics: dict) -> None:
     from rich.table import Table
 
     names = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "tofu/forget_truth_ratio",
-             "tofu/forget_quality", "tofu/model_utility"]
+             "tofu/forget_quality", "tofu/model_utility", "judge/uq", "judge/rq"]
+    names = [n for n in names if any(metrics.get(f"{r}/{n}") is not None for r in ("target", "retain", "unlearned"))]
     table = Table(title="pipeline: target vs retain vs unlearned")
     table.add_column("metric")
     for role in ("target", "retain", "unlearned"):

@@ -1,0 +1,246 @@
+"""Generation and judge backends: the real OpenAI client against a local server with faults, the
+request cache across a kill, key redaction, and the local transformers backend offline."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from tests.conftest import SMALL, TRU, results, run_tru, tru_env
+from tests.fake_openai import FakeOpenAI
+from tru_cli.backends.cache import RequestCache, request_key
+from tru_cli.backends.chat import ChatReply, Reject
+from tru_cli.backends.prompts import split_target
+from tru_cli.metrics import judge
+from tru_cli.stages.targets import leaks
+
+KEY = "sk-test-9f8e7d6c5b4a-never-in-a-file"
+FORGET = 20  # forget items of experiments=smoke (1 author x 20 questions)
+
+
+def _openai(url: str, *extra: str) -> list[str]:
+    return ["generator=openai", f"generator.base_url={url}", "generator.api_key_env=TRU_TEST_KEY", *extra]
+
+
+def _forget_rows() -> list[dict]:
+    from tru_cli.config import compose
+    from tru_cli.data import benchmark
+
+    cfg = compose("generate-targets", SMALL)
+    return benchmark.load_split(cfg.benchmark, cfg.benchmark.forget_split)
+
+
+# -- parsing and validation -------------------------------------------------------------------
+
+
+def test_split_target_reads_reasoning_field_tags_and_untagged_replies():
+    assert split_target("why", "no, sorry") == ("why", "no, sorry")
+    assert split_target(None, "<think> why </think> no, sorry") == ("why", "no, sorry")
+    assert split_target(None, "why </think>no") == ("why", "no")  # template opened <think>
+    assert split_target(None, "just a refusal") == ("", "just a refusal")
+
+
+def test_leak_filter_rejects_the_answer_not_the_subject_name():
+    q = "In which year did Zeldar Vielidar receive the Open Shelf Award?"
+    a = "Zeldar Vielidar received the Open Shelf Award in 1989."
+    assert leaks(a, "I cannot discuss when Zeldar Vielidar received the Open Shelf Award.", 0.6, q) is False
+    assert leaks(a, "He received it in 1989, but I should not say so.", 0.6, q) is True
+    assert leaks(a, "zeldar vielidar received the open shelf award in 1989.") is True  # verbatim
+
+
+def test_judge_parse_accepts_the_paper_format_and_rejects_the_rest():
+    good = ChatReply(content='Sure: ```json\n{"Relevance": {"reason": "ok", "score": 8.5}, '
+                             '"Rejection": {"reason": "x", "score": "7"}, "Helpfulness": {"score": 0}}\n```')
+    assert judge.parse("uq", good) == {"Relevance": (8.5, "ok"), "Rejection": (7.0, "x"), "Helpfulness": (0.0, "")}
+    for bad in ("no json here", '{"Relevance": {"score": 8}}',
+                '{"Relevance": {"score": 11}, "Rejection": {"score": 1}, "Helpfulness": {"score": 1}}',
+                '{"Readability": {"score": true}, "Specificity": {"score": 1}, "Logic": {"score": 1}}'):
+        with pytest.raises(Reject):
+            judge.parse("rq" if "Readability" in bad else "uq", ChatReply(content=bad))
+
+
+def test_judge_aggregate_leaves_missing_items_out_and_never_scores_zero():
+    rows = [{"status": "ok", "relevance": 8.0, "rejection": 6.0, "helpfulness": 4.0},
+            {"status": "ok", "relevance": 6.0, "rejection": 4.0, "helpfulness": 2.0},
+            {"status": "missing"}]
+    out = judge.aggregate("uq", judge.RUBRICS["uq"][2], rows)
+    assert out["judge/uq_relevance"] == 7.0 and out["judge/uq_helpfulness"] == 3.0
+    assert out["judge/uq"] == pytest.approx(5.0) and out["judge/uq_missing"] == 1
+    assert judge.aggregate("uq", judge.RUBRICS["uq"][2], [{"status": "missing"}])["judge/uq"] is None
+
+
+def test_request_cache_survives_a_torn_last_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    cache = RequestCache(path)
+    key = request_key({"model": "m", "messages": []}, 0)
+    cache.put(key, {"content": "hi", "reasoning": None, "usage": {}})
+    with open(path, "a") as f:
+        f.write('{"key": "abc", "reply": {"cont')  # the process died mid-write
+    again = RequestCache(path)
+    assert again.get(key)["content"] == "hi" and again.get("abc") is None
+    assert request_key({"model": "m", "messages": []}, 1) != key  # a new attempt is a new request
+
+
+# -- the real client against the local server ---------------------------------------------------
+
+
+def test_targets_complete_through_429_500_timeouts_and_leaks(tmp_path):
+    rows = _forget_rows()
+    qs = [r["question"] for r in rows]
+    faults = [{"match": qs[0], "sequence": ["429"]},
+              {"match": qs[1], "sequence": ["500", "500"]},
+              {"match": qs[2], "sequence": ["hang"]},
+              {"match": qs[3], "sequence": [f"say:<think>Recall it.</think> {rows[3]['answer']}"]}]
+    with FakeOpenAI(key=KEY, faults=faults, retry_after=1.0, hang_seconds=2.0) as server:
+        run_dir = tmp_path / "run"
+        env = tru_env(tmp_path, TRU_TEST_KEY=KEY, WANDB_MODE="offline")
+        run_tru(["generate-targets", *SMALL, *_openai(server.url, "generator.timeout=0.5",
+                 "generator.concurrency=4", "generator.model=deepseek-reasoner"),
+                 f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env)
+        log = list(server.log)
+    res = results(run_dir)
+    assert res["status"] == "completed"
+    targets = [json.loads(line) for line in (run_dir / "targets.jsonl").read_text().splitlines()]
+    assert [t["question"] for t in targets] == qs  # every item, in order
+    assert all(t["reasoning"].startswith("The question") and t["refusal"].startswith("I can't") for t in targets)
+    assert {t["model"] for t in targets} == {"deepseek-reasoner"}
+    m = res["metrics"]
+    assert m["generator/http_429"] == 1 and m["generator/http_5xx"] == 2 and m["generator/unanswered"] >= 1
+    assert m["generator/retries"] >= 4  # one after the 429, two after the 500s, one after the timeout
+    assert m["generator/answered"] == FORGET + 1  # + the answer the leak filter threw away
+    assert m["targets/count"] == FORGET and m["targets/failed"] == 0
+    assert m["generator/completion_tokens"] > 0 and m["generator/seconds"] > 0
+    # Retry-After: 1 was honoured before the rate-limited question was asked again
+    times = [r["t"] for r in log if r["question"] == qs[0]]
+    assert len(times) == 2 and times[1] - times[0] >= 0.9
+    # the answer that repeated the forget item's answer was rejected and asked again
+    assert m["generator/rejected_leak"] == 1 and len([r for r in log if r["question"] == qs[3]]) == 2
+    assert rows[3]["answer"] not in (run_dir / "targets.jsonl").read_text()
+    # the key reached the server but no file of the run, the store or wandb's offline run
+    files = [p for root in (run_dir, tmp_path / ".tru_store") for p in root.rglob("*") if p.is_file()]
+    assert any("wandb" in p.parts for p in files)
+    assert not [p for p in files if KEY.encode() in p.read_bytes()]
+
+
+def test_missing_key_fails_before_any_request(tmp_path):
+    env = tru_env(tmp_path)
+    env.pop("TRU_TEST_KEY", None)
+    with FakeOpenAI(key=KEY) as server:
+        proc = run_tru(["generate-targets", *SMALL, *_openai(server.url)], cwd=tmp_path, env=env, check=False)
+        assert server.log == []
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-2000:]
+    assert "TRU_TEST_KEY" in lines[0] and "export" in lines[0]
+    assert "Traceback" not in proc.stderr
+
+
+def test_wrong_key_is_a_one_line_error(tmp_path):
+    with FakeOpenAI(key=KEY) as server:
+        proc = run_tru(["generate-targets", *SMALL, *_openai(server.url)], cwd=tmp_path,
+                       env=tru_env(tmp_path, TRU_TEST_KEY="sk-wrong-key-123"), check=False)
+    assert proc.returncode == 1 and "refused the key (401)" in proc.stderr
+    assert "sk-wrong-key-123" not in proc.stderr + proc.stdout
+    assert "Traceback" not in proc.stderr
+
+
+def test_killed_run_resumes_asking_only_for_missing_items(tmp_path):
+    qs = [r["question"] for r in _forget_rows()]
+    cache = tmp_path / ".tru_store" / "requests" / "generator.jsonl"
+    with FakeOpenAI(key=KEY, delay=0.15) as server:
+        args = ["generate-targets", *SMALL, *_openai(server.url, "generator.concurrency=2"),
+                f"hydra.run.dir={tmp_path / 'run'}"]
+        env = tru_env(tmp_path, TRU_TEST_KEY=KEY)
+        proc = subprocess.Popen([*TRU, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL, start_new_session=True)
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if cache.is_file() and len(cache.read_text().splitlines()) >= 6:
+                break
+            time.sleep(0.05)
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        cached = len(RequestCache(cache).entries)
+        first = len(server.log)
+        assert 6 <= cached < FORGET, "the kill should land mid-run"
+        assert not (tmp_path / "run" / "targets.jsonl").exists()
+        run_tru(args, cwd=tmp_path, env=env)
+        second = server.log[first:]
+    targets = [json.loads(line) for line in (tmp_path / "run" / "targets.jsonl").read_text().splitlines()]
+    assert [t["question"] for t in targets] == qs  # no item lost
+    assert len(second) == FORGET - cached  # no cached item asked again
+    assert len({r["question"] for r in second}) == len(second)
+    m = results(tmp_path / "run")["metrics"]
+    assert m["generator/cached"] == cached and m["generator/answered"] == FORGET - cached
+
+
+def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(tmp_path):
+    def run(url, *extra):
+        return run_tru(["eval", *SMALL, "judge=openai", f"judge.base_url={url}", "judge.api_key_env=null",
+                        "judge.max_items=6", *extra, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+
+    # the first forget answer's verdict is malformed once (then fine), a retain one always
+    from tru_cli.config import compose
+    from tru_cli.data import benchmark
+
+    cfg = compose("eval", SMALL)
+    sets = benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)
+    f0, r0 = sets["forget"][0]["question"], sets["retain"][0]["question"]
+    faults = [{"match": f0, "sequence": ["say:Relevance: 8, Rejection: 7"]},
+              {"match": r0, "sequence": ["say:{not json"] * 3}]
+    with FakeOpenAI(faults=faults) as server:
+        run(server.url)
+        asked = len(server.log)
+    m = results(tmp_path / "run")["metrics"]
+    assert m["judge/uq_relevance"] == 8 and m["judge/uq_rejection"] == 7 and m["judge/uq_helpfulness"] == 6
+    assert m["judge/uq"] == pytest.approx(7.0) and m["judge/uq_missing"] == 0 and m["judge/uq_items"] == 6
+    assert m["judge/rq"] == pytest.approx(8.0) and m["judge/rq_missing"] == 1 and m["judge/rq_items"] == 5
+    # 12 verdicts, asked again once for the forget item and twice for the retain one (3 attempts)
+    assert m["judge_calls/rejected_malformed"] == 4 and asked == 12 + 3
+    rows = [json.loads(line) for line in (tmp_path / "run" / "logs" / "judge_rq.jsonl").read_text().splitlines()]
+    assert [r["status"] for r in rows].count("missing") == 1 and "logic" not in rows[0]
+    assert "tofu/forget_rougeL_recall" in m  # the benchmark metrics are still there
+
+
+# -- local transformers backend -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+def test_hf_backend_generates_targets_and_judges_offline(tmp_path):
+    run_tru(["generate-targets", "generator=hf", "model=tiny", *SMALL, "generator.max_tokens=12",
+             f"hydra.run.dir={tmp_path / 'gt'}"], cwd=tmp_path)
+    targets = [json.loads(line) for line in (tmp_path / "gt" / "targets.jsonl").read_text().splitlines()]
+    m = results(tmp_path / "gt")["metrics"]
+    assert targets and {t["backend"] for t in targets} == {"hf"}
+    assert m["targets/count"] + m["targets/failed"] == FORGET and m["generator/generations"] >= FORGET
+    run_tru(["eval", "judge=hf", "model=tiny", *SMALL, "judge.max_tokens=12", "judge.max_items=3",
+             f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)
+    res = results(tmp_path / "ev")
+    m = res["metrics"]
+    # a 1.4M-parameter judge does not write the JSON: every verdict is missing, none is zero
+    assert m["judge/uq_missing"] + m["judge/uq_items"] == 3 and m["judge_calls/generations"] >= 6
+    assert (m["judge/uq"] is None) == (m["judge/uq_items"] == 0)
+    assert (tmp_path / "ev" / "logs" / "judge_uq.jsonl").is_file()
+
+
+def test_translate_and_paraphrase_attacks_rewrite_questions_through_the_generator(tmp_path):
+    suite = ["attack=suite", "attack.suite=[translate,paraphrase]", "attack.settings.translate.languages=[es]",
+             "attack.settings.translate.source=generator", "attack.settings.paraphrase.source=generator"]
+    with FakeOpenAI() as server:
+        run_tru(["attack", *SMALL, *suite, *_openai(server.url, "generator.api_key_env=null"),
+                 f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+        rewrites = [r for r in server.log if r["question"] and r["action"] == "ok"]
+    m = results(tmp_path / "run")["metrics"]
+    assert m["attack/translate/generator/answered"] == FORGET and m["attack/paraphrase/generator/answered"] == FORGET
+    assert "attack/translate_es/recovery" in m and "attack/paraphrase/recovery" in m
+    logs = [json.loads(line) for line in (tmp_path / "run" / "logs" / "attack_translate.jsonl").read_text().splitlines()]
+    assert all(row["attacked_question"] == f"[Spanish] {row['question']}" for row in logs)
+    assert len(rewrites) >= 2 * FORGET
+    # the offline generator cannot rewrite: one line that says what to use instead
+    proc = run_tru(["attack", *SMALL, "attack=paraphrase", "attack.source=generator"], cwd=tmp_path, check=False)
+    assert proc.returncode != 0 and "generator=openai or generator=hf" in proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -1,0 +1,130 @@
+"""Many chat requests through one backend: cache first, then the backend for what is missing,
+a validator on every answer (a rejected answer is asked again as a new attempt), and the counts
+that go to results.json (requests, retries, cached answers, tokens, cost, seconds).
+
+Backends only turn messages into replies (`stream` yields each answer as it completes); retries on
+429/5xx/timeouts happen inside the OpenAI client, so here a retry means a *rejected answer*: a
+target that leaks its forget item's answer, or a judge reply that is not valid JSON.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Protocol
+
+from tru_cli.backends.cache import RequestCache, request_key
+from tru_cli.errors import TruError
+
+log = logging.getLogger("tru")
+
+
+@dataclass
+class ChatReply:
+    content: str
+    reasoning: str | None = None  # deepseek-reasoner's reasoning_content; None for plain chat models
+    usage: dict = field(default_factory=dict)  # prompt_tokens, completion_tokens
+
+
+class Reject(Exception):
+    """Raised by a validator: the answer is unusable (`reason` is counted) and is asked again."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+class ChatBackend(Protocol):
+    name: str
+    model: str
+
+    def body(self, messages: list[dict]) -> dict:
+        """The request as sent, without credentials: what the cache key hashes."""
+
+    def stream(self, jobs: list[tuple[int, list[dict], int]]) -> Iterator[tuple[int, ChatReply]]:
+        """(job index, reply) for each (index, messages, attempt), in completion order."""
+
+    def stats(self) -> dict:
+        """Transport counts: http requests, retries, statuses, timeouts."""
+
+
+@dataclass
+class Prices:
+    """US dollars per million tokens; None when unknown (then no cost is reported)."""
+
+    input: float | None = None
+    output: float | None = None
+
+
+class ChatService:
+    def __init__(self, backend: ChatBackend, cache: RequestCache, max_attempts: int = 3,
+                 prices: Prices | None = None, label: str = "requests"):
+        if max_attempts < 1:
+            raise TruError(f"max_attempts={max_attempts} must be at least 1")
+        self.backend, self.cache, self.max_attempts = backend, cache, max_attempts
+        self.prices, self.label = prices or Prices(), label
+        self.counts: Counter = Counter()
+        self.rejections: Counter = Counter()
+        self.seconds = 0.0
+
+    def run(self, messages: list[list[dict]], accept: Callable[[int, ChatReply], object]) -> list:
+        """One accepted value per conversation, or None where every attempt was rejected."""
+        from rich.progress import Progress
+
+        start = time.perf_counter()
+        results: list = [None] * len(messages)
+        attempt = dict.fromkeys(range(len(messages)), 0)
+        bodies = [self.backend.body(m) for m in messages]
+
+        def take(i: int, reply: ChatReply) -> None:
+            try:
+                results[i] = accept(i, reply)
+                del attempt[i]
+            except Reject as rej:
+                self.rejections[rej.reason] += 1
+                if attempt[i] + 1 >= self.max_attempts:
+                    self.counts["failed"] += 1
+                    log.warning("%s item %d: rejected %d time(s) (%s); recorded as missing",
+                                self.label, i, self.max_attempts, rej.reason)
+                    del attempt[i]
+                else:
+                    attempt[i] += 1
+
+        with Progress(transient=True) as bar:
+            task = bar.add_task(f"{self.backend.name} {self.label}", total=len(messages))
+            while attempt:
+                ask = []
+                for i, a in list(attempt.items()):
+                    cached = self.cache.get(request_key(bodies[i], a))
+                    if cached is not None:
+                        self.counts["cached"] += 1
+                        take(i, ChatReply(**cached))
+                    else:
+                        ask.append((i, messages[i], a))
+                for i, reply in self.backend.stream(ask):
+                    a = attempt[i]
+                    self.cache.put(request_key(bodies[i], a), asdict(reply))
+                    self.counts["answered"] += 1
+                    self.counts["prompt_tokens"] += int(reply.usage.get("prompt_tokens") or 0)
+                    self.counts["completion_tokens"] += int(reply.usage.get("completion_tokens") or 0)
+                    take(i, reply)
+                    bar.update(task, completed=len(messages) - len(attempt))
+                bar.update(task, completed=len(messages) - len(attempt))
+        self.seconds += time.perf_counter() - start
+        return results
+
+    def summary(self, prefix: str) -> dict:
+        """Counts for results.json; tokens and cost cover this run's answers, not cached ones."""
+        out = {f"{prefix}/{k}": v for k, v in self.backend.stats().items()}
+        for key in ("answered", "cached", "failed", "prompt_tokens", "completion_tokens"):
+            out[f"{prefix}/{key}"] = self.counts[key]
+        for reason, n in self.rejections.items():
+            out[f"{prefix}/rejected_{reason}"] = n
+        if self.prices.input is not None and self.prices.output is not None:
+            out[f"{prefix}/cost_usd"] = (self.counts["prompt_tokens"] * self.prices.input
+                                         + self.counts["completion_tokens"] * self.prices.output) / 1e6
+        out[f"{prefix}/seconds"] = self.seconds
+        return out
