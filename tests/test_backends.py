@@ -86,6 +86,24 @@ def test_request_cache_survives_a_torn_last_line(tmp_path):
     assert request_key({"model": "m", "messages": []}, 1) != key  # a new attempt is a new request
 
 
+def test_rate_limiter_spaces_request_starts_across_threads(monkeypatch):
+    from tru_cli.backends import openai_api
+
+    clock = {"now": 100.0}
+    starts = []
+    monkeypatch.setattr(openai_api.time, "monotonic", lambda: clock["now"])
+    monkeypatch.setattr(openai_api.time, "sleep", lambda s: clock.__setitem__("now", clock["now"] + s))
+    limiter = openai_api.RateLimiter(per_minute=120)  # one start every 0.5 s
+    for _ in range(4):
+        limiter.wait()
+        starts.append(clock["now"])
+    assert [round(b - a, 6) for a, b in zip(starts, starts[1:], strict=False)] == [0.5, 0.5, 0.5]
+    unlimited = openai_api.RateLimiter(None)
+    before = clock["now"]
+    unlimited.wait()
+    assert clock["now"] == before
+
+
 # -- the real client against the local server ---------------------------------------------------
 
 
@@ -100,7 +118,8 @@ def test_targets_complete_through_429_500_timeouts_and_leaks(tmp_path):
         run_dir = tmp_path / "run"
         env = tru_env(tmp_path, TRU_TEST_KEY=KEY, WANDB_MODE="offline")
         run_tru(["generate-targets", *SMALL, *_openai(server.url, "generator.timeout=0.5",
-                 "generator.concurrency=4", "generator.model=deepseek-reasoner"),
+                 "generator.concurrency=4", "generator.model=deepseek-reasoner",
+                 "generator.price_per_mtok.input=0.5", "generator.price_per_mtok.output=2"),
                  f"hydra.run.dir={run_dir}"], cwd=tmp_path, env=env)
         log = list(server.log)
     res = results(run_dir)
@@ -115,6 +134,8 @@ def test_targets_complete_through_429_500_timeouts_and_leaks(tmp_path):
     assert m["generator/answered"] == FORGET + 1  # + the answer the leak filter threw away
     assert m["targets/count"] == FORGET and m["targets/failed"] == 0
     assert m["generator/completion_tokens"] > 0 and m["generator/seconds"] > 0
+    assert m["generator/cost_usd"] == pytest.approx(
+        (0.5 * m["generator/prompt_tokens"] + 2 * m["generator/completion_tokens"]) / 1e6)
     # Retry-After: 1 was honoured before the rate-limited question was asked again
     times = [r["t"] for r in log if r["question"] == qs[0]]
     assert len(times) == 2 and times[1] - times[0] >= 0.9
@@ -244,3 +265,16 @@ def test_translate_and_paraphrase_attacks_rewrite_questions_through_the_generato
     proc = run_tru(["attack", *SMALL, "attack=paraphrase", "attack.source=generator"], cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "generator=openai or generator=hf" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_pipeline_judges_the_unlearned_model(tmp_path):
+    with FakeOpenAI() as server:
+        run_tru(["pipeline", *SMALL, "judge=openai", f"judge.base_url={server.url}", "judge.api_key_env=null",
+                 "judge.max_items=4", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+        judged = [r for r in server.log if "[Response begin]" in r["question"]]
+    m = results(tmp_path / "run")["metrics"]
+    assert m["unlearned/judge/uq"] == pytest.approx(7.0) and m["unlearned/judge/rq"] == pytest.approx(8.0)
+    assert len(judged) == 8 and (tmp_path / "run" / "logs" / "unlearned" / "judge_uq.jsonl").is_file()
+    run_tru(["report", str(tmp_path / "run"), "--role", "unlearned"], cwd=tmp_path)
+    table = (tmp_path / "run" / "report" / "report.md").read_text()
+    assert "judge/uq ↑" in table and "judge/rq ↑" in table and "| 7 |" in table

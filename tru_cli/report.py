@@ -106,7 +106,7 @@ def write_tables(rows: list[dict], metrics: list[str], out: Path) -> tuple[Path,
     out.mkdir(parents=True, exist_ok=True)
     cols = ["run", "status", "method", "overrides", *metrics]
     with open(out / "report.csv", "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=cols)
+        writer = csv.DictWriter(handle, fieldnames=cols, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     lines = ["| " + " | ".join(["method", "overrides", "status", *map(header, metrics)]) + " |",
