@@ -173,8 +173,9 @@ def test_killed_run_resumes_asking_only_for_missing_items(tmp_path):
     qs = [r["question"] for r in _forget_rows()]
     cache = tmp_path / ".tru_store" / "requests" / "generator.jsonl"
     with FakeOpenAI(key=KEY, delay=0.15) as server:
-        args = ["generate-targets", *SMALL, *_openai(server.url, "generator.concurrency=2"),
-                f"hydra.run.dir={tmp_path / 'run'}"]
+        # a plain chat model: the trace comes back between <think> tags
+        args = ["generate-targets", *SMALL, *_openai(server.url, "generator.concurrency=2",
+                "generator.model=plain-chat-model", "generator.think_tags=true"), f"hydra.run.dir={tmp_path / 'run'}"]
         env = tru_env(tmp_path, TRU_TEST_KEY=KEY)
         proc = subprocess.Popen([*TRU, *args], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                                 stderr=subprocess.DEVNULL, start_new_session=True)
@@ -193,6 +194,7 @@ def test_killed_run_resumes_asking_only_for_missing_items(tmp_path):
         second = server.log[first:]
     targets = [json.loads(line) for line in (tmp_path / "run" / "targets.jsonl").read_text().splitlines()]
     assert [t["question"] for t in targets] == qs  # no item lost
+    assert all(t["reasoning"].startswith("The question") and "<think>" not in t["refusal"] for t in targets)
     assert len(second) == FORGET - cached  # no cached item asked again
     assert len({r["question"] for r in second}) == len(second)
     m = results(tmp_path / "run")["metrics"]
@@ -225,6 +227,11 @@ def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(tmp_path):
     rows = [json.loads(line) for line in (tmp_path / "run" / "logs" / "judge_rq.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows].count("missing") == 1 and "logic" not in rows[0]
     assert "tofu/forget_rougeL_recall" in m  # the benchmark metrics are still there
+    with FakeOpenAI(faults=faults) as server:  # the same command again: every verdict from the cache
+        run(server.url)
+        assert server.log == []
+    again = results(tmp_path / "run")["metrics"]
+    assert again["judge/uq"] == m["judge/uq"] and again["judge_calls/cached"] == 12 + 3
 
 
 # -- local transformers backend -----------------------------------------------------------------
