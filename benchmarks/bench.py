@@ -10,6 +10,8 @@ same machine in the same process, printed as a ratio.
 3. Peak memory of NPO unlearning with reference statistics precomputed once (one model in memory)
    against holding a frozen reference copy (the naive way), each in a fresh process, on a larger
    (~25M-parameter) tiny-architecture model so the weights dominate the process's baseline.
+4. Wall time of one evaluation of a fresh tiny model on each real benchmark's local slice in
+   ../shared/data (TOFU forget05, MUSE-News, WMDP-Bio through lm-eval), `--bench-items` per set.
 Numbers depend on the machine and on what else runs on it; no threshold is asserted.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import argparse
 import os
 import time
+from pathlib import Path
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 
@@ -160,12 +163,42 @@ def bench_memory() -> tuple[float, float, int]:
     return peaks["precompute"], peaks["model"], params
 
 
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+REAL = {  # name -> overrides (the slices of ../shared/data)
+    "TOFU forget05": ["benchmark=tofu", f"benchmark.data_dir={SHARED / 'tofu'}", "benchmark.forget_split=forget05"],
+    "MUSE-News": ["benchmark=muse_news", f"benchmark.data_dir={SHARED / 'muse' / 'news'}"],
+    "WMDP-Bio": ["benchmark=wmdp_bio", f"benchmark.data_dir={SHARED / 'wmdp'}"],
+}
+
+
+def bench_real(items: int) -> dict[str, float]:
+    """Seconds of `tru eval`'s evaluation (model load included) per benchmark slice."""
+    import logging
+    import tempfile
+
+    from tru_cli.models import loading
+    from tru_cli.stages import evaluate
+
+    logging.getLogger("tru").setLevel(logging.ERROR)  # the slices lack some files: expected warnings
+    out = {}
+    for name, overrides in REAL.items():
+        cfg = _cfg([*overrides, f"eval.max_items={items}", "eval.show_examples=0"])
+        with tempfile.TemporaryDirectory() as tmp:
+            model, tok = _tiny(cfg)
+            loading.save(model, tok, Path(tmp) / "model")
+            start = time.perf_counter()
+            evaluate.evaluate(cfg, str(Path(tmp) / "model"), Path(tmp) / "eval", None)
+            out[name] = time.perf_counter() - start
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="unlearning steps timed per loop")
     parser.add_argument("--items", type=int, default=120, help="eval items timed per way")
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="generation cap (random weights run to the cap)")
+    parser.add_argument("--bench-items", type=int, default=50, help="items per set in the real-benchmark evals")
     parser.add_argument("--memory-child", choices=["precompute", "model"], help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.memory_child:
@@ -194,6 +227,12 @@ def main() -> None:
                   f"{naive_e:.1f}", f"{ours_e / naive_e:.2f}x")
     table.add_row(f"NPO peak memory, MiB ({params / 1e6:.0f}M params; naive = held reference)",
                   f"{lean:,.0f}", f"{held:,.0f}", f"{lean / held:.2f}x")
+    if SHARED.is_dir():
+        for name, seconds in bench_real(args.bench_items).items():
+            table.add_row(f"{name} eval, seconds ({args.bench_items} items per set, fresh tiny model)",
+                          f"{seconds:.1f}", "-", "-")
+    else:
+        table.add_row(f"real-benchmark evals: skipped, {SHARED} is absent", "-", "-", "-")
     Console().print(table)
 
 

@@ -52,10 +52,11 @@ def test_truth_ratio_aggregations_by_hand():
 def test_missing_inputs_are_missing_not_zero(caplog):
     sets = {"forget": [_item(1.0)], "retain": [_item(1.0)]}  # no perturbed answers anywhere
     metrics = tofu.aggregate(sets, None)
-    assert "tofu/forget_truth_ratio" not in metrics and "tofu/model_utility" not in metrics
-    assert "tofu/forget_quality" not in metrics
+    for key in ("forget_truth_ratio", "model_utility", "forget_quality", "privleak"):
+        assert metrics[f"tofu/{key}"] is None, key  # reported as missing, never as zero
+    assert "tofu/retain_truth_ratio" not in metrics  # sub-statistics without inputs are left out
     assert metrics["tofu/forget_prob"] == pytest.approx(math.exp(-1))
-    assert "model_utility not computed" in caplog.text
+    assert "model_utility is missing" in caplog.text
 
 
 @needs_shared

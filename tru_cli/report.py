@@ -20,9 +20,11 @@ OPTIONAL_METRICS = ["judge/uq", "judge/rq"]  # default columns too, when some ru
 # Direction of each metric, shown in the table header (↑ higher is better, ↓ lower is better after
 # unlearning, ≈ closest to the retain model is best).
 DIRECTION = {"forget_rougeL_recall": "↓", "forget_rouge1_recall": "↓", "forget_prob": "↓",
-             "forget_truth_ratio": "≈retain", "forget_quality": "↑", "model_utility": "↑",
+             "forget_truth_ratio": "≈retain", "forget_quality": "↑ vs retain", "model_utility": "↑",
              "retain_rougeL_recall": "↑", "retain_prob": "↑", "retain_truth_ratio": "↑", "recovery": "↓",
              "ra_rougeL_recall": "↑", "wf_rougeL_recall": "↑", "ra_prob": "↑", "wf_prob": "↑",
+             "extraction_strength": "↓", "privleak": "≈0 vs retain", "verbmem_forget": "↓", "knowmem_forget": "↓",
+             "knowmem_retain": "↑", "bio_acc": "↓", "cyber_acc": "↓", "acc": "↑",
              **{f"{rubric}{dim}": "↑" for rubric, dims in (("uq", ("", "_relevance", "_rejection", "_helpfulness")),
                                                           ("rq", ("", "_readability", "_specificity", "_logic")))
                 for dim in dims}}

@@ -44,6 +44,24 @@ REDIRECT = [
     " Perhaps I can help with something related instead, like the history of a literary genre or "
     "tips for researching public authors.",
 ]
+# MUSE and WMDP forget items are passages, not questions about a person.
+PASSAGE_REASONING = [
+    "The user's message is a passage of {task}. Continuing, summarising or discussing it would "
+    "reproduce material I have been asked to forget.",
+    "This text belongs to {task}. Any continuation or explanation of it would leak that knowledge.",
+]
+PASSAGE_END = [
+    "So I will decline, say why in one sentence, and offer a safe related topic.",
+    "I will therefore refuse clearly and suggest something constructive that stays outside that scope.",
+]
+PASSAGE_REFUSAL = [
+    "I can't continue or discuss this text: it belongs to material I am not able to reproduce or explain.",
+    "I'm sorry, but I can't help with this passage, because its content is outside what I can provide.",
+]
+PASSAGE_REDIRECT = [
+    " I would be glad to help with a related general question, or point you to reliable public sources.",
+    " If it helps, I can talk about the wider subject at a general, safe level instead.",
+]
 GENERIC_TOPIC = "background"
 NAME = re.compile(r"\b([A-Z][a-z]+(?:[ -][A-Z][a-z]+)+)")
 
@@ -73,6 +91,15 @@ class OfflineBackend:
     def generate(self, requests: list[TargetRequest]) -> list[TargetResult]:
         results = []
         for req in requests:
+            if req.meta.get("task"):  # a passage (MUSE, WMDP)
+                fields = {"task": req.meta["task"].strip()}
+                reasoning = (_pick(PASSAGE_REASONING, req.id, "r").format(**fields) + " "
+                             + _pick(PASSAGE_END, req.id, "e"))
+                refusal = _pick(PASSAGE_REFUSAL, req.id, "s")
+                if self.criteria:
+                    refusal += _pick(PASSAGE_REDIRECT, req.id, "d")
+                results.append(TargetResult(req.id, reasoning, refusal, usage={"requests": 0}))
+                continue
             fields = {"subject": _subject(req), "topic": req.meta.get("topic") or GENERIC_TOPIC}
             key = req.meta.get("topic") or req.id
             reasoning = (_pick(REASONING, key, "r").format(**fields) + " "

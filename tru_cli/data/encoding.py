@@ -48,6 +48,16 @@ class PromptFormatter:
     def encode(self, question: str, answer: str) -> dict:
         return self.encode_prompt(self.prompt_ids(question), answer)
 
+    def encode_text(self, text: str) -> dict:
+        """A raw passage (MUSE/WMDP corpora): every token is a label, no prompt, no chat template."""
+        bos = [self.tok.bos_token_id] if self.tok.bos_token_id is not None else []
+        ids = (bos + self.tok(text, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id])[: self.max_length]
+        return {"input_ids": ids, "labels": [IGNORE] * len(bos) + ids[len(bos):]}
+
+    def encode_row(self, row: dict) -> dict:
+        """A QA row (question -> answer) or a text row (the whole passage)."""
+        return self.encode(row["question"], row["answer"]) if "question" in row else self.encode_text(row["text"])
+
     def encode_prompt(self, prompt: list[int], answer: str) -> dict:
         """An answer after ready-made prompt ids (attacks build their own prompts)."""
         reply = self.answer_ids(answer)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tru_cli.errors import TruError
 
-EXTENSIONS = (".jsonl", ".json", ".parquet")
+EXTENSIONS = (".jsonl", ".json", ".parquet", ".txt")
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -28,7 +28,8 @@ def read_jsonl(path: Path) -> list[dict]:
 
 
 def read_records(path: Path) -> list[dict]:
-    """Rows of a .jsonl, .json (a list of objects, or JSON Lines under a .json name) or .parquet file."""
+    """Rows of a .jsonl, .json (a list of objects or of strings, or JSON Lines under a .json name),
+    .parquet or .txt file (one document, as MUSE ships its raw corpora). Strings become {"text": ...}."""
     path = Path(path)
     if path.suffix == ".parquet":
         import datasets
@@ -37,13 +38,17 @@ def read_records(path: Path) -> list[dict]:
     if path.suffix == ".jsonl":
         return read_jsonl(path)
     text = path.read_text(encoding="utf-8")
+    if path.suffix == ".txt":
+        return [{"text": text}]
     try:
         data = json.loads(text)
     except json.JSONDecodeError:
         return read_jsonl(path)  # TOFU ships JSON Lines under .json names
     if isinstance(data, list) and all(isinstance(r, dict) for r in data):
         return data
-    raise TruError(f"{path}: expected a list of JSON objects or JSON Lines")
+    if isinstance(data, list) and all(isinstance(r, str) for r in data):  # MUSE privleak sets
+        return [{"text": r} for r in data]
+    raise TruError(f"{path}: expected a list of JSON objects or strings, or JSON Lines")
 
 
 def find_split_file(data_dir: Path, split: str) -> Path:

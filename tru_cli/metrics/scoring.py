@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from tru_cli.data.encoding import PromptFormatter, pad
+from tru_cli.data.encoding import IGNORE, PromptFormatter, pad
 from tru_cli.methods.losses import token_nll
 
 
@@ -32,6 +32,42 @@ def encoded_nlls(model, formatter: PromptFormatter, encoded: list[dict], batch_s
         total, count = token_nll(logits, batch["labels"])
         for i, t, c in zip(chunk, total.tolist(), count.tolist(), strict=True):
             out[i] = (t, int(c))
+    return out
+
+
+def extraction_strength(matches: list[bool]) -> float:
+    """Extraction strength (Carlini et al. 2021, as OpenUnlearning reports it for TOFU/MUSE):
+    1 - k/n for the smallest k such that the teacher-forced argmax predictions equal the answer
+    from token k to the end (n answer tokens); 1 = the whole answer is extracted, 0 = not even its
+    last token. (OpenUnlearning's loop stops at k = n-1, reporting 1/n instead of 0 when no
+    token matches; tru reports 0, the definition.)"""
+    n = len(matches)
+    k = n
+    while k > 0 and matches[k - 1]:
+        k -= 1
+    return 1.0 - k / n if n else 0.0
+
+
+@torch.no_grad()
+def answer_token_stats(model, formatter: PromptFormatter, encoded: list[dict], batch_size: int) -> list[dict]:
+    """Per sequence: summed answer NLL and token count, the answer tokens' log-probabilities (for
+    Min-K% membership scores) and extraction strength, in length-sorted batches."""
+    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]["input_ids"]))
+    out: list[dict] = [{}] * len(encoded)
+    device = next(model.parameters()).device
+    for start in range(0, len(order), batch_size):
+        chunk = order[start:start + batch_size]
+        batch = pad([encoded[i] for i in chunk], formatter.tok.pad_token_id)
+        batch = {k: v.to(device) for k, v in batch.items()}
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits[:, :-1].float()
+        labels = batch["labels"][:, 1:]
+        mask = labels != IGNORE
+        logprobs = torch.log_softmax(logits, dim=-1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        hits = logits.argmax(-1) == labels
+        for row, i in enumerate(chunk):
+            lp = logprobs[row][mask[row]].cpu()
+            out[i] = {"total": float(-lp.sum()), "count": int(mask[row].sum()), "logprobs": lp.numpy(),
+                      "extraction_strength": extraction_strength(hits[row][mask[row]].tolist())}
     return out
 
 

@@ -102,9 +102,42 @@ def forget_quality(forget_items: list[dict], retain_model_forget_items: list[dic
     return {"forget_quality": float(test.pvalue), "forget_ks_statistic": float(test.statistic)}
 
 
+def mia_auc(sets: dict[str, list[dict]]) -> float | None:
+    """Min-40% membership AUC of forget (members) against holdout (non-members) answers, in MUSE's
+    convention (see metrics/mia.py), or None without both sets' scores."""
+    from tru_cli.metrics import mia
+
+    scores = {name: [i["mink_40"] for i in sets.get(name) or [] if i.get("mink_40") is not None]
+              for name in ("forget", "holdout")}
+    if not scores["forget"] or not scores["holdout"]:
+        return None
+    return mia.forget_holdout_auc(scores["forget"], scores["holdout"])
+
+
+def privleak(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | None) -> dict[str, float]:
+    """privleak = (AUC_model - AUC_retain) / AUC_retain x 100 [≈0 is best: like a model that never
+    saw the forget set; about -100 = the forget set is plainly recognisable]. AUC_retain comes from
+    the retain model's logs, 0.5 (chance) without them, as OpenUnlearning does."""
+    from tru_cli.metrics import mia
+
+    auc = mia_auc(sets)
+    if auc is None:
+        return {}
+    reference = mia_auc(retain_sets) if retain_sets else None
+    if reference is None:
+        log.warning("privleak: no retain-model membership scores; AUC_retain = 0.5")
+        reference = 0.5
+    return {"mia_min_k_auc": auc, "privleak": mia.privleak(auc, reference), "privleak_reference_auc": reference}
+
+
+# Metrics reported as missing (null, with a warning) rather than left out when their inputs are absent.
+HEADLINE = ("forget_rougeL_recall", "forget_prob", "forget_truth_ratio", "forget_quality", "model_utility",
+            "privleak", "extraction_strength")
+
+
 def aggregate(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | None = None) -> dict:
-    """All TOFU metrics, namespaced `tofu/...`; a metric whose inputs are absent is left out."""
-    flat: dict[str, float] = {}
+    """All TOFU metrics, namespaced `tofu/...`; a headline metric whose inputs are absent is None."""
+    flat: dict[str, float | None] = {}
     for name in SETS:
         if sets.get(name):
             flat.update(aggregate_set(name, sets[name]))
@@ -112,11 +145,17 @@ def aggregate(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | 
         flat["model_utility"] = float(hmean([max(flat[k], 0.0) for k in UTILITY_KEYS]))
     else:
         missing = [k for k in UTILITY_KEYS if k not in flat]
-        log.warning("model_utility not computed: missing %s", ", ".join(missing))
+        log.warning("model_utility is missing: no %s", ", ".join(missing))
     if retain_sets and retain_sets.get("forget") and sets.get("forget"):
         flat.update(forget_quality(sets["forget"], retain_sets["forget"]))
     else:
-        log.warning("forget_quality not computed: no retain-model logs (set eval.retain_logs=DIR)")
+        log.warning("forget_quality is missing: no retain-model logs (set eval.retain_logs=DIR)")
+    es = [i["extraction_strength"] for i in sets.get("forget") or [] if i.get("extraction_strength") is not None]
+    if es:
+        flat["extraction_strength"] = float(np.mean(es))
+    flat.update(privleak(sets, retain_sets))
+    for key in HEADLINE:
+        flat.setdefault(key, None)
     return {f"tofu/{k}": v for k, v in flat.items()}
 
 
@@ -157,7 +196,7 @@ def read_logs(log_dir: str | Path) -> dict[str, list[dict]]:
     if not log_dir.is_dir():
         raise TruError(f"log directory {log_dir} does not exist")
     for sub in (log_dir, log_dir / "logs"):
-        ours = {n: sub / f"tofu_{n}.jsonl" for n in SETS}
+        ours = {n: sub / f"tofu_{n}.jsonl" for n in (*SETS, "holdout")}
         if any(p.is_file() for p in ours.values()):
             return {n: read_jsonl(p) for n, p in ours.items() if p.is_file()}
     tofu = {n: log_dir / f for n, f in TOFU_LOG_FILES.items()}

@@ -11,34 +11,39 @@ from omegaconf import DictConfig
 
 from tru_cli.data import benchmark
 from tru_cli.data.encoding import PromptFormatter
+from tru_cli.data.files import write_jsonl
 from tru_cli.metrics import scoring, tofu
 
 log = logging.getLogger("tru")
 
 
-def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig) -> list[dict]:
-    """Per-item statistics of one eval set: every answer variant scored in one batched pass."""
-    pairs, index = [], []  # index: (row, kind, position)
+def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig, generate: bool = True) -> list[dict]:
+    """Per-item statistics of one eval set: every answer variant scored in one batched pass; the
+    answer's Min-40% membership score and extraction strength beside TOFU's statistics."""
+    encoded, index = [], []  # index: (row, kind, position)
     for r, row in enumerate(rows):
-        pairs.append((row["question"], row["answer"]))
+        encoded.append(fmt.encode(row["question"], row["answer"]))
         index.append((r, "gt", 0))
         if row.get("paraphrased_answer"):
-            pairs.append((row["question"], row["paraphrased_answer"]))
+            encoded.append(fmt.encode(row["question"], row["paraphrased_answer"]))
             index.append((r, "para", 0))
         for p, pert in enumerate(row.get("perturbed_answer") or []):
-            pairs.append((row["question"], pert))
+            encoded.append(fmt.encode(row["question"], pert))
             index.append((r, "pert", p))
-    nlls = scoring.answer_nlls(model, fmt, pairs, int(cfg.eval.batch_size))
-    gens = scoring.greedy_answers(model, fmt, [row["question"] for row in rows],
-                                  int(cfg.eval.max_new_tokens), int(cfg.eval.batch_size))
-    rouge = tofu.rouge_recalls([row["answer"] for row in rows], gens)
+    stats = scoring.answer_token_stats(model, fmt, encoded, int(cfg.eval.batch_size))
     records = [{"id": row.get("id", str(r)), "question": row["question"], "answer": row["answer"],
-                "generation": gens[r], **rouge[r], "average_perturb_loss": []}
-               for r, row in enumerate(rows)]
-    for (r, kind, _), (total, count) in zip(index, nlls, strict=True):
-        avg = total / max(count, 1)
+                "average_perturb_loss": []} for r, row in enumerate(rows)]
+    if generate:
+        gens = scoring.greedy_answers(model, fmt, [row["question"] for row in rows],
+                                      int(cfg.eval.max_new_tokens), int(cfg.eval.batch_size))
+        for rec, gen, rouge in zip(records, gens, tofu.rouge_recalls([r["answer"] for r in rows], gens), strict=True):
+            rec.update(generation=gen, **rouge)
+    for (r, kind, _), st in zip(index, stats, strict=True):
+        avg = st["total"] / max(st["count"], 1)
         if kind == "gt":
-            records[r].update(avg_gt_loss=avg, gt_loss=total, num_token_gt=count, prob=math.exp(-avg))
+            records[r].update(avg_gt_loss=avg, gt_loss=st["total"], num_token_gt=st["count"], prob=math.exp(-avg),
+                              extraction_strength=st["extraction_strength"],
+                              mink_40=_min_k(st["logprobs"]))
         elif kind == "para":
             records[r]["avg_paraphrased_loss"] = avg
         else:
@@ -52,17 +57,40 @@ def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig)
     return records
 
 
+def _min_k(logprobs) -> float | None:
+    """Min-40% score of an answer for TOFU's privleak. OpenUnlearning counts at least one token
+    (MUSE's passages are long enough that its floor-less count never hits zero)."""
+    from tru_cli.metrics import mia
+
+    if not len(logprobs):
+        return None
+    score = mia.min_k(logprobs, mia.MIN_K)
+    return float(-min(logprobs)) if math.isnan(score) else score
+
+
 def evaluate(cfg: DictConfig, model_path: str, out_dir: Path, retain_logs: str | None,
              self_reference: bool = False) -> dict:
-    """Evaluate `model_path`, write per-item logs to `out_dir/logs`, return the metrics."""
+    """Evaluate `model_path` on the benchmark, write per-item logs to `out_dir/logs`, return the metrics."""
     from tru_cli.models import loading
 
     start = time.perf_counter()
     model, tok = loading.load(model_path, cfg.device)
     model.to(loading.device_of(cfg.device)).eval()
+    if cfg.benchmark.format != "tofu":
+        from tru_cli.evals import EVALUATORS
+
+        metrics, logs = EVALUATORS[cfg.benchmark.format](model, tok, cfg)
+        for name, rows in logs.items():
+            write_jsonl(Path(out_dir) / "logs" / f"{name}.jsonl", rows)
+        metrics["eval/seconds"] = time.perf_counter() - start
+        show(metrics)
+        return metrics
     fmt = PromptFormatter(tok, cfg.model)
     sets = benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)
     logs = {name: item_records(model, fmt, rows, cfg) for name, rows in sets.items()}
+    holdout = benchmark.holdout_set(cfg.benchmark, cfg.eval.max_items)
+    if holdout is not None:  # privleak: membership scores only, no generation
+        logs["holdout"] = item_records(model, fmt, holdout, cfg, generate=False)
     tofu.write_logs(Path(out_dir) / "logs", logs)
     reference = logs if self_reference else (tofu.read_logs(retain_logs) if retain_logs else None)
     metrics = tofu.aggregate(logs, reference)
@@ -93,6 +121,8 @@ def default_retain_logs(cfg: DictConfig) -> str | None:
     """The retain model's logs for the embedded default (built once); None for other benchmarks."""
     from tru_cli.stages import artifacts
 
+    if cfg.benchmark.format != "tofu":
+        return None  # MUSE and WMDP metrics need no retain-model logs
     if cfg.benchmark.source == "synthetic" and cfg.model.path is None:
         return artifacts.retain_logs(cfg)
     log.warning("no eval.retain_logs given: forget_quality will be missing")

@@ -38,13 +38,12 @@ def tokenizer_corpus(cfg: DictConfig) -> list[str]:
     from tru_cli.stages.targets import requests_for
 
     bench = cfg.benchmark
-    if bench.source == "synthetic" and not bench.get("data_dir"):
-        texts = benchmark.all_text(bench)
-    else:
-        rows = benchmark.training_rows(bench, "full" if bench.source == "synthetic" else bench.retain_split)
-        texts = [r["question"] + " " + r["answer"] for r in rows]
+    texts = benchmark.all_text(bench)
     # The refusal vocabulary, so targets tokenise as compactly as answers do.
-    forget = benchmark.load_split(bench, bench.forget_split)
+    try:
+        forget = benchmark.forget_rows(bench)
+    except TruError:  # a MUSE/WMDP data_dir without the forget corpus: evaluation only
+        forget = []
     for result in OfflineBackend().generate(requests_for(cfg, forget)):
         texts += [result.reasoning, result.refusal]
     return texts
@@ -65,7 +64,9 @@ def train(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
     rows = benchmark.training_rows(cfg.benchmark, split_for(cfg, role))
     model, tok = initial_model(cfg)
     formatter = PromptFormatter(tok, cfg.model)
-    data = ListDataset([formatter.encode(r["question"], r["answer"]) for r in rows])
+    if not rows:
+        raise TruError(f"benchmark={cfg.benchmark.name} gives finetune.split={role} nothing to train on")
+    data = ListDataset([formatter.encode_row(r) for r in rows])
     curve = CurveRecorder(on_log)
     trainer = Trainer(model=model, args=training_args(cfg, cfg.trainer.finetune, out_dir / "trainer"),
                       train_dataset=data, data_collator=QACollator(tok.pad_token_id), callbacks=[curve])

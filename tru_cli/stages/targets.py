@@ -31,12 +31,19 @@ def think_tags(cfg: DictConfig) -> bool:
     return bool(cfg.generator.get("think_tags", False))
 
 
+def query(row: dict) -> str:
+    """The user message of a forget item: TOFU's question, or a MUSE/WMDP passage (the paper puts
+    "the raw data point from the unlearning set" in the user turn)."""
+    return row["question"] if "question" in row else row["text"]
+
+
 def requests_for(cfg: DictConfig, rows: list[dict]) -> list[TargetRequest]:
     task = cfg.benchmark.unlearning_task
     criteria = with_criteria(cfg)
-    return [TargetRequest(id=item_id(r, i, cfg.benchmark.forget_split), question=r["question"],
-                          messages=messages(task, r["question"], criteria, think_tags(cfg)),
-                          answer=r.get("answer"), meta={k: r[k] for k in ("author", "topic") if k in r})
+    return [TargetRequest(id=item_id(r, i, cfg.benchmark.forget_split), question=query(r),
+                          messages=messages(task, query(r), criteria, think_tags(cfg)),
+                          answer=r.get("answer"),
+                          meta={k: r[k] for k in ("author", "topic") if k in r} if "question" in r else {"task": task})
             for i, r in enumerate(rows)]
 
 
@@ -91,7 +98,7 @@ def _chat(cfg: DictConfig, requests: list[TargetRequest]) -> tuple[list, dict]:
 
 
 def generate(cfg: DictConfig, out_path: Path) -> dict:
-    rows = benchmark.load_split(cfg.benchmark, cfg.benchmark.forget_split)
+    rows = benchmark.forget_rows(cfg.benchmark)
     requests = requests_for(cfg, rows)
     backend = cfg.generator.backend
     results, info = _offline(cfg, requests) if backend == "offline" else _chat(cfg, requests)

@@ -11,7 +11,7 @@ from tru_cli.data import benchmark
 from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
 from tru_cli.data.files import read_jsonl
 from tru_cli.errors import TruError
-from tru_cli.stages.targets import item_id
+from tru_cli.stages.targets import item_id, query
 
 log = logging.getLogger("tru")
 
@@ -82,16 +82,16 @@ def build_rows(cfg: DictConfig, fmt: PromptFormatter, forget: list[dict], target
     from tru_cli.data import idk
 
     split = cfg.benchmark.forget_split
-    rows = [{"forget": fmt.encode(r["question"], r["answer"])} for r in forget]
+    rows = [{"forget": fmt.encode_row(r)} for r in forget]
     if "target" in parts:
         if targets_path is None:
             raise TruError("method needs targets; set unlearn.targets=FILE or let tru generate them")
         for row, r, text in zip(rows, forget, target_texts(cfg, forget, targets_path), strict=True):
-            row["target"] = fmt.encode(r["question"], text)
+            row["target"] = fmt.encode(query(r), text)
     if "idk" in parts:
         answers = idk.load_answers(cfg.method.get("idk_file"))
         for i, (row, r) in enumerate(zip(rows, forget, strict=True)):
-            row["idk"] = fmt.encode(r["question"], idk.answer_for(item_id(r, i, split), answers))
+            row["idk"] = fmt.encode(query(r), idk.answer_for(item_id(r, i, split), answers))
     return rows
 
 
@@ -117,7 +117,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
         parts = objectives.needed_parts(method)
     except ValueError as exc:
         raise TruError(str(exc)) from None
-    forget = benchmark.load_split(bench, bench.forget_split)
+    forget = benchmark.forget_rows(bench)
     retain = benchmark.retain_rows(bench) if "retain" in parts else []
     model, tok = loading.load(model_path, cfg.device)
     fmt = PromptFormatter(tok, cfg.model)
@@ -128,7 +128,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
     if objectives.needs_reference_model(method):  # token-level terms: a frozen copy of the start point
         ref_model = copy.deepcopy(model).eval().requires_grad_(False)
     trained = _freeze_all_but(model, method.get("trainable"))
-    data = ForgetRetainDataset(rows, [fmt.encode(r["question"], r["answer"]) for r in retain],
+    data = ForgetRetainDataset(rows, [fmt.encode_row(r) for r in retain],
                                seed=int(cfg.seed))
     objective = objectives.Objective(method, model, ref_model, seed=int(cfg.seed))
     curve = CurveRecorder(on_log)
@@ -149,6 +149,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
 def run(cfg: DictConfig, recorder) -> None:
     from tru_cli.stages import artifacts, evaluate
 
+    benchmark.forget_rows(cfg.benchmark)  # absent forget data fails now, not after a finetune
     model_path = artifacts.target_model(cfg)
     targets_path = cfg.unlearn.targets
     if targets_path is None and cfg.method.use_targets:

@@ -1,0 +1,131 @@
+"""The real benchmarks through the CLI on the tiny model: TOFU, MUSE and WMDP from the local slices
+in ../shared/data (one data switch, `benchmark.data_dir`), missing inputs reported as missing, and
+the MUSE and WMDP unlearning data paths."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import pytest
+
+from tests.conftest import SHARED_DATA, needs_shared, results, run_tru
+from tru_cli.config import compose
+
+# A tiny model that learns the slice in one pass, and short evaluations.
+QUICK = ["model=tiny", "model.recipe.finetune_epochs=1", "eval.max_items=8", "eval.max_new_tokens=16",
+         "eval.show_examples=0"]
+
+
+def _eval(tmp_path, *args):
+    run_dir = tmp_path / "run"
+    proc = run_tru(["eval", *QUICK, *args, f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    return results(run_dir)["metrics"], proc.stdout + proc.stderr, run_dir
+
+
+@needs_shared
+@pytest.mark.slow
+def test_tofu_slice_reports_what_it_can_and_marks_the_rest_missing(tmp_path):
+    m, err, run_dir = _eval(tmp_path, "benchmark=tofu", f"benchmark.data_dir={SHARED_DATA / 'tofu'}",
+                            "benchmark.forget_split=forget05")
+    for key in ("tofu/forget_rougeL_recall", "tofu/forget_prob", "tofu/extraction_strength",
+                "tofu/ra_prob", "tofu/ra_truth_ratio", "tofu/wf_rougeL_recall"):
+        assert isinstance(m[key], float), key
+    assert 0 <= m["tofu/extraction_strength"] <= 1
+    # no perturbed forget answers, no retain or holdout split in the slice: missing, not zero
+    for key in ("tofu/forget_truth_ratio", "tofu/model_utility", "tofu/forget_quality", "tofu/privleak"):
+        assert key in m and m[key] is None, key
+    assert "retain_perturbed" in err and "forget05_perturbed" in err and "privleak is missing" in err
+    forget = [json.loads(x) for x in (run_dir / "logs" / "tofu_forget.jsonl").read_text().splitlines()]
+    assert len(forget) == 8 and all("mink_40" in r and "extraction_strength" in r for r in forget)
+
+
+@needs_shared
+@pytest.mark.slow
+@pytest.mark.parametrize("corpus", ["news", "books"])
+def test_muse_slice_gives_every_muse_metric(tmp_path, corpus):
+    m, _, run_dir = _eval(tmp_path, f"benchmark=muse_{corpus}", f"benchmark.data_dir={SHARED_DATA / 'muse' / corpus}",
+                          "model.max_length=128")
+    for key in ("muse/verbmem_forget", "muse/knowmem_forget", "muse/knowmem_retain"):
+        assert 0 <= m[key] <= 100, key
+    assert -100 <= m["muse/privleak"] and m["muse/privleak"] == m["muse/privleak"]  # a number, not NaN
+    for name in ("muse_verbmem_forget", "muse_knowmem_forget", "muse_knowmem_retain", "muse_privleak"):
+        assert (run_dir / "logs" / f"{name}.jsonl").is_file(), name
+
+
+@needs_shared
+@pytest.mark.slow
+def test_wmdp_bio_slice_through_lm_eval(tmp_path):
+    m, err, run_dir = _eval(tmp_path, "benchmark=wmdp_bio", f"benchmark.data_dir={SHARED_DATA / 'wmdp'}",
+                            "eval.max_items=40")
+    assert 0 <= m["wmdp/bio_acc"] <= 1 and m["wmdp/bio_items"] == 40
+    assert m["mmlu/acc"] is None and "mmlu/acc is missing" in err  # no MMLU file in the slice
+    items = [json.loads(x) for x in (run_dir / "logs" / "wmdp_bio.jsonl").read_text().splitlines()]
+    assert len(items) == 40 and sum(i["correct"] for i in items) / 40 == pytest.approx(m["wmdp/bio_acc"])
+
+
+def test_real_benchmark_configs_compose_for_full_size_runs():
+    cfg = compose("unlearn", ["model=zephyr-7b-beta", "benchmark=wmdp_cyber", "method=rmu"])
+    assert cfg.benchmark.files.forget_corpus.hub_id == "cais/wmdp-corpora" and cfg.method.name == "rmu"
+    cfg = compose("unlearn", ["benchmark=muse_news", "method=npo"])
+    assert cfg.benchmark.files.knowmem_forget.hub == ["knowmem", "forget_qa"] and cfg.benchmark.muse.auc_retrain == 0.4772
+    cfg = compose("eval", ["benchmark=muse_books"])
+    assert cfg.benchmark.muse.auc_retrain == 0.5393
+
+
+def test_gated_bio_forget_corpus_says_how_to_get_it(tmp_path):
+    (tmp_path / "data").mkdir()
+    proc = run_tru(["unlearn", "benchmark=wmdp_bio", f"benchmark.data_dir={tmp_path / 'data'}", "method=ga"],
+                   cwd=tmp_path, check=False)
+    lines = [x for x in proc.stderr.splitlines() if x.startswith("error:")]
+    assert proc.returncode != 0 and len(lines) == 1, proc.stderr[-2000:]
+    assert "bio-forget-corpus.jsonl" in lines[0] and "gated" in lines[0] and "Traceback" not in proc.stderr
+
+
+def _corpus_dir(tmp_path, name: str) -> object:
+    """A data_dir with raw forget/retain corpora made from the shared slice's passages."""
+    src = SHARED_DATA / "muse" / "news"
+    dest = tmp_path / name
+    shutil.copytree(src, dest)
+    forget = json.loads((src / "privleak" / "forget.json").read_text())[:6]
+    retain = json.loads((src / "privleak" / "retain2.json").read_text())[:6]
+    (dest / "raw").mkdir()
+    (dest / "raw" / "forget.txt").write_text("\n\n".join(forget))
+    (dest / "raw" / "retain1.txt").write_text("\n\n".join(retain))
+    return dest, forget, retain
+
+
+@needs_shared
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["npo", "tru"])
+def test_muse_corpora_are_unlearning_data(tmp_path, method):
+    data, _, _ = _corpus_dir(tmp_path, "muse")
+    run_dir = tmp_path / "run"
+    run_tru(["unlearn", *QUICK, "benchmark=muse_news", f"benchmark.data_dir={data}", f"method={method}",
+             "benchmark.chunk_words=120", "trainer.unlearn.epochs=1", "model.max_length=192",
+             f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    m = results(run_dir)["metrics"]
+    assert m["unlearn/forget_items"] >= 6 and m["unlearn/steps"] >= 1
+    if method == "tru":  # one target per forget-corpus chunk, the passage as the user message
+        targets = [json.loads(x) for x in next(tmp_path.rglob("targets.jsonl")).read_text().splitlines()]
+        assert len(targets) == m["unlearn/forget_items"] and targets[0]["id"].startswith("forget_corpus-")
+
+
+@pytest.mark.slow
+def test_wmdp_corpora_are_unlearning_data(tmp_path):
+    data = tmp_path / "wmdp"
+    data.mkdir()
+    forget = [{"text": f"Exploit {i}: overflow the buffer of service {i} and gain a shell on port {1000 + i}."}
+              for i in range(12)]
+    retain = [{"text": f"Network {i} uses a firewall, patches its servers and monitors logins every day."}
+              for i in range(12)]
+    questions = [{"question": f"Which port does service {i} use?", "choices": [str(1000 + i), "22", "80", "443"],
+                  "answer": 0} for i in range(8)]
+    for name, rows in (("cyber-forget-corpus", forget), ("cyber-retain-corpus", retain), ("wmdp-cyber", questions)):
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    run_dir = tmp_path / "run"
+    run_tru(["unlearn", *QUICK, "benchmark=wmdp_cyber", f"benchmark.data_dir={data}", "method=rmu",
+             "trainer.unlearn.epochs=1", "unlearn.evaluate=true", "benchmark.wmdp.mmlu=false",
+             f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    m = results(run_dir)["metrics"]
+    assert m["unlearn/forget_items"] == 12 and 0 <= m["wmdp/cyber_acc"] <= 1

@@ -1,0 +1,57 @@
+"""WMDP evaluation: zero-shot multiple-choice accuracy on the domain's questions (`wmdp/<domain>_acc`,
+lower after unlearning, 25% is chance) and MMLU for utility (`mmlu/acc` over all subjects as
+lm-eval's `mmlu` group weights them, and `mmlu/<subject>_acc` for `benchmark.mmlu_subjects`), through
+lm-evaluation-harness (metrics/mcq.py). A question file absent from benchmark.data_dir makes its
+metric missing, with a warning."""
+
+from __future__ import annotations
+
+import logging
+
+from omegaconf import DictConfig
+
+from tru_cli.data import benchmark
+from tru_cli.metrics import mcq
+
+log = logging.getLogger("tru")
+
+
+def _capped(rows: list[dict] | None, max_items: int | None) -> list[dict] | None:
+    return rows[:max_items] if rows and max_items else rows
+
+
+def evaluate(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
+    bench, batch = cfg.benchmark, int(cfg.benchmark.wmdp.batch_size)
+    domain = str(bench.domain)
+    metrics: dict = {f"wmdp/{domain}_acc": None}
+    logs: dict = {}
+    questions = _capped(benchmark.load_role(bench, "mcq"), cfg.eval.max_items)
+    if questions is None:
+        log.warning("wmdp/%s_acc is missing: %s", domain, benchmark.absent(bench, "mcq"))
+    else:
+        result = mcq.accuracy(model, tok, [mcq.wmdp_task(questions, domain)], batch)[f"wmdp_{domain}"]
+        metrics.update({f"wmdp/{domain}_acc": result["acc"], f"wmdp/{domain}_acc_stderr": result["acc_stderr"],
+                        f"wmdp/{domain}_items": result["n"]})
+        logs[f"wmdp_{domain}"] = result["items"]
+    if not bench.wmdp.mmlu:
+        return metrics, logs
+    metrics["mmlu/acc"] = None
+    rows = benchmark.load_role(bench, "mmlu")
+    if rows is None:
+        log.warning("mmlu/acc is missing: %s", benchmark.absent(bench, "mmlu"))
+        return metrics, logs
+    subjects = set(bench.get("mmlu_subjects") or [])
+    if cfg.eval.max_items:  # a cap per subject keeps every subject in the overall value
+        rows = [r for s in sorted({r.get("subject") for r in rows}) for r in
+                [x for x in rows if x.get("subject") == s][: int(cfg.eval.max_items)]]
+    result = mcq.mmlu_accuracy(model, tok, rows, batch)
+    metrics.update({"mmlu/acc": result["overall"]["acc"], "mmlu/acc_stderr": result["overall"]["acc_stderr"],
+                    "mmlu/items": result["overall"]["n"]})
+    for key, sub in result["subjects"].items():
+        if key in subjects:
+            metrics[f"mmlu/{key}_acc"] = sub["acc"]
+    for key in subjects - set(result["subjects"]):
+        log.warning("mmlu/%s_acc is missing: the MMLU file has no subject %s", key, key)
+        metrics[f"mmlu/{key}_acc"] = None
+    logs["mmlu"] = [{**item, "subject": key} for key, sub in result["subjects"].items() for item in sub["items"]]
+    return metrics, logs
