@@ -97,3 +97,38 @@ def test_lora_relearning_runs_and_moves_the_model(tmp_path):
     for row in map(json.loads, rows):
         gens.setdefault(row["step"], []).append(row["generation"])
     assert gens[0] != gens[6]  # the merged LoRA update changed the answers
+
+
+def test_relearn_split_is_disjoint_spread_and_sized():
+    from tru_cli.stages.attack import relearn_split
+
+    train, held = relearn_split(20, 0.5)
+    assert train == list(range(0, 20, 2)) and held == list(range(1, 20, 2))
+    train, held = relearn_split(20, 0.25)
+    assert len(train) == 5 and not set(train) & set(held) and len(train) + len(held) == 20
+    assert max(train) >= 15  # spread over the set, not the first few items
+    with pytest.raises(TruError, match="attack.subset=1.0"):
+        relearn_split(20, 1.0)
+
+
+@pytest.mark.slow
+def test_relearning_on_related_text_evaluates_every_forget_item(tmp_path):
+    import json
+
+    from tru_cli.config import compose
+    from tru_cli.data import benchmark
+
+    cfg = compose("attack", SMALL)
+    forget = benchmark.eval_sets(cfg.benchmark)["forget"]
+    author = forget[0]["question"].split()[-1].rstrip("?")
+    related = tmp_path / "related.jsonl"  # public-style text that names the subject, not the answers
+    related.write_text("".join(json.dumps({"text": f"{author} is a writer. Readers discuss {author} often."}) + "\n"
+                               for _ in range(8)))
+    run_tru(["attack", "attack=relearn", *SMALL, "attack.data=text", f"attack.text_file={related}",
+             "attack.steps=[0,4]", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    m = results(tmp_path / "run")["metrics"]
+    assert m["attack/relearn/relearn_items"] == 8 and "attack/relearn/recovery" in m
+    rows = [json.loads(x) for x in (tmp_path / "run" / "logs" / "attack_relearn.jsonl").read_text().splitlines()]
+    assert len([r for r in rows if r["step"] == 4]) == len(forget)
+    proc = run_tru(["attack", "attack=relearn", *SMALL, "attack.data=text"], tmp_path, check=False)
+    assert proc.returncode != 0 and "attack.text_file=FILE" in proc.stderr and "Traceback" not in proc.stderr

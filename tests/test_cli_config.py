@@ -132,3 +132,29 @@ def test_every_experiment_overlay_composes():
         cfg = compose("pipeline", [f"experiments={name}"])
         assert cfg.command == "pipeline"
     assert compose("pipeline", ["experiments=smoke"]).benchmark.synthetic.num_authors == 5
+
+
+def test_slurm_overlay_takes_cluster_settings_from_the_ignored_local_file():
+    from tru_cli.config import conf_dir
+
+    cfg = compose("pipeline", ["experiments=slurm"])
+    assert cfg.device.accelerator == "cuda"
+    local = conf_dir() / "local" / "slurm.yaml"
+    if local.exists():
+        pytest.skip(f"{local} exists on this machine; not overwriting it")
+    local.parent.mkdir(exist_ok=True)
+    local.write_text("# @package _global_\nhydra: {launcher: {partition: lab-gpu, setup: [module load cuda]}}\n")
+    try:
+        from hydra import compose as hydra_compose
+        from hydra import initialize_config_dir
+
+        from tru_cli.config import COMMAND_CONFIGS, searchpath_override
+
+        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir()), job_name="pipeline"):
+            hcfg = hydra_compose(COMMAND_CONFIGS["pipeline"], overrides=["experiments=slurm", *searchpath_override()],
+                                 return_hydra_config=True)
+        launcher = hcfg.hydra.launcher
+        assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "lab-gpu"
+        assert list(launcher.setup) == ["module load cuda"] and launcher.array_parallelism == 8
+    finally:
+        local.unlink()

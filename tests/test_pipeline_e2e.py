@@ -172,3 +172,21 @@ def test_a_killed_pipeline_resumes_without_redoing_finished_stages(tmp_path):
     log = rerun.stdout + rerun.stderr
     assert "reusing finetune-full" in log and "finetune (full)" not in log
     assert results(tmp_path / "second")["status"] == "completed"
+
+
+@pytest.mark.slow
+def test_submitit_local_runs_sweep_jobs_and_counts_failures(pipeline_run, workdir):
+    sweep = workdir / "submitit"
+    proc = run_tru(["pipeline", "-m", "method.alpha=0.3,0.4", "hydra/launcher=submitit_local", *SMALL,
+                    f"hydra.sweep.dir={sweep}"], workdir)
+    assert "Submitit 'local' sweep" in proc.stdout + proc.stderr
+    assert len(list((sweep / ".submitit").glob("*/*_result.pkl"))) == 2  # each job ran under submitit
+    for job in ("0", "1"):
+        res = results(sweep / job)
+        assert res["status"] == "completed" and res["metrics"]["unlearned/tofu/forget_rougeL_recall"] >= 0
+    # failures inside submitit's processes are counted by the launching process
+    bad = workdir / "submitit_bad"
+    proc = run_tru(["eval", "-m", "eval.from_logs=/nope/a,/nope/b", "hydra/launcher=submitit_local", *SMALL,
+                    f"hydra.sweep.dir={bad}"], workdir, check=False)
+    assert proc.returncode != 0 and "2 of 2 sweep jobs failed" in proc.stdout + proc.stderr
+    assert all(results(bad / job)["status"] == "failed" for job in ("0", "1"))

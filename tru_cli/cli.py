@@ -43,11 +43,28 @@ def _launch(command: str, args: list[str]) -> None:
             validate_overrides(command, args)
         except TruError as exc:
             _fail(str(exc))
+    if not hydra_help and not modes:
+        _maybe_distributed(command, args)
     from tru_cli.runner import run_hydra
 
     failures = run_hydra(command, args)
     if failures:
         raise typer.Exit(1)
+
+
+def _maybe_distributed(command: str, args: list[str]) -> None:
+    """device=ddp|ddp_sim|fsdp|deepspeed with several processes: fan out, then exit with their code."""
+    from tru_cli import distributed
+    from tru_cli.config import compose
+
+    try:
+        cfg = compose(command, args)
+        if not distributed.wanted(command, cfg):
+            return
+        code = distributed.launch(command, args, cfg)
+    except TruError as exc:
+        _fail(str(exc))
+    raise typer.Exit(code)
 
 
 def _command(name: str, doc: str):

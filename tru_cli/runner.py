@@ -7,12 +7,36 @@ error. A user error prints one line; in a sweep, a failed job is recorded and th
 from __future__ import annotations
 
 import logging
+import os
 import sys
+
+from hydra.experimental.callback import Callback
 
 from tru_cli.config import COMMAND_CONFIGS, conf_dir, searchpath_override, split_flags
 from tru_cli.errors import TruError
 
 log = logging.getLogger("tru")
+_SWEEP_FAILED: list[int] = []  # set by SweepStatus at the end of a multirun
+
+
+class SweepStatus(Callback):
+    """A Hydra callback, run in the launching process: after a sweep, count the jobs whose
+    results.json says failed (or that left none), whichever launcher ran them (local, submitit)."""
+
+    def on_multirun_end(self, config, **kwargs) -> None:
+        import json
+        from pathlib import Path
+
+        sweep = Path(config.hydra.sweep.dir)
+        jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()] if sweep.is_dir() else []
+        failed = 0
+        for job in jobs:
+            res = job / "results.json"
+            status = json.loads(res.read_text()).get("status") if res.is_file() else None
+            failed += status != "completed"
+        _SWEEP_FAILED.append(failed)
+        if failed:
+            log.error("%d of %d sweep jobs failed; see results.json in %s", failed, len(jobs), sweep)
 
 
 def _stage(command: str):
@@ -58,6 +82,8 @@ def run_hydra(command: str, args: list[str]) -> int:
         from tru_cli.tracking import RunRecorder
 
         run_dir = HydraConfig.get().runtime.output_dir
+        if int(os.environ.get("RANK", "0")) != 0:  # one voice per multi-process run: rank 0's
+            logging.getLogger("tru").setLevel(logging.WARNING)
         _select_devices(cfg)
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
@@ -78,8 +104,9 @@ def run_hydra(command: str, args: list[str]) -> int:
     flags, overrides = split_flags(args)
     sys.argv = [f"tru-{command}", *flags, *searchpath_override(), f"hydra.job.name={command}",
                 *overrides]
+    _SWEEP_FAILED.clear()
     try:
         _task()
     finally:
         sys.argv = saved_argv
-    return len(failures)
+    return max(len(failures), *_SWEEP_FAILED) if _SWEEP_FAILED else len(failures)

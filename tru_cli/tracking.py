@@ -62,7 +62,8 @@ def device_info(cfg: DictConfig) -> dict:
     import torch
 
     info = {"accelerator": cfg.device.accelerator, "dtype": cfg.device.dtype,
-            "mixed_precision": cfg.device.mixed_precision, "num_processes": 1,
+            "mixed_precision": cfg.device.mixed_precision,
+            "num_processes": int(os.environ.get("WORLD_SIZE", "1")), "strategy": cfg.device.get("strategy", "single"),
             "torch_threads": torch.get_num_threads()}
     if cfg.device.accelerator == "cuda" and torch.cuda.is_available():
         info["device_count"] = torch.cuda.device_count()
@@ -96,6 +97,7 @@ class RunRecorder:
         self.extra: dict = {}
         self.wandb_run = None
         self.started_at = _now()
+        self.main = int(os.environ.get("RANK", "0")) == 0  # other ranks of a multi-process run record nothing
 
     # -- recording --
     def add_metrics(self, metrics: dict, prefix: str = "") -> None:
@@ -114,6 +116,8 @@ class RunRecorder:
     # -- lifecycle --
     def __enter__(self) -> RunRecorder:
         self.run_dir.mkdir(parents=True, exist_ok=True)
+        if not self.main:
+            return self
         self.config = plain_config(self.cfg)
         OmegaConf.save(OmegaConf.create(self.config), self.run_dir / "config.yaml")
         self._write("running")
@@ -135,6 +139,8 @@ class RunRecorder:
         return False
 
     def _write(self, status: str, error: str | None = None) -> None:
+        if not self.main:
+            return
         results = {
             "command": self.command, "status": status, "metrics": self.metrics,
             "artifacts": self.artifacts, "versions": versions(), "device": device_info(self.cfg),
@@ -148,7 +154,7 @@ class RunRecorder:
         tmp.replace(self.run_dir / "results.json")
 
     def _start_wandb(self) -> None:
-        if self.cfg.logger.name != "wandb":
+        if self.cfg.logger.name != "wandb" or not self.main:
             return
         mode = wandb_mode(self.cfg)
         if mode == "disabled":

@@ -26,7 +26,21 @@ def check_method(method: str) -> None:
     if importlib.util.find_spec(GPU_METHODS[method]) is None:
         raise TruError(f"attack.method={method} needs the {GPU_METHODS[method]} package; pip install it "
                        f"or use attack.method=rtn")
-    raise TruError(f"attack.method={method} is not wired in this version; use attack.method=rtn")
+    if method != "bnb":  # GPTQ needs a calibration pass, AWQ a pre-quantized checkpoint
+        raise TruError(f"attack.method={method} is not wired in this version; use attack.method=bnb or rtn")
+
+
+def load_bnb(path: str, bits: int, device_cfg):
+    """The checkpoint at `path` loaded through bitsandbytes (int8, or NF4 with bf16 compute), as the
+    quantization attack of Zhang et al. does on GPU. Written to transformers' documented API but not
+    yet run by tru's tests: no GPU was available where it was written."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    config = (BitsAndBytesConfig(load_in_8bit=True) if bits == 8 else
+              BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
+                                 bnb_4bit_compute_dtype=torch.bfloat16))
+    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, device_map={"": 0},
+                                                attn_implementation=device_cfg.attn_implementation).eval()
 
 
 @torch.no_grad()

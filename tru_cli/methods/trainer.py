@@ -3,14 +3,17 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import random
 from pathlib import Path
 
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
+
+from tru_cli.errors import TruError
 
 log = logging.getLogger("tru")
 
@@ -32,8 +35,8 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
     by a seeded generator, so every step sees fresh retain data."""
 
     def __init__(self, rows: list[dict], retain: list[dict], seed: int):
-        self.rows, self.retain = rows, retain
-        self.rng = random.Random(seed)
+        self.rows, self.retain, self.seed = rows, retain, seed
+        self.epoch = 0  # set by UnlearnTrainer at each epoch's start
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -41,7 +44,10 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
     def __getitem__(self, i: int) -> dict:
         row = dict(self.rows[i])
         if self.retain:
-            row["retain"] = self.retain[self.rng.randrange(len(self.retain))]
+            # The retain partner depends on (seed, item, epoch), not on the order of calls, so
+            # every process of a multi-process run pairs items exactly as one process does.
+            rng = random.Random(f"{self.seed}:{i}:{self.epoch}")
+            row["retain"] = self.retain[rng.randrange(len(self.retain))]
         return row
 
 
@@ -67,6 +73,16 @@ class CurveRecorder(TrainerCallback):
             log.info("epoch %d/%d  %s", round(state.epoch or 0), int(args.num_train_epochs), parts)
 
 
+class _EpochToDataset(TrainerCallback):
+    """Tells ForgetRetainDataset the epoch, which seeds its retain draws."""
+
+    def on_epoch_begin(self, args, state, control, train_dataloader=None, **kwargs):
+        dataset = getattr(train_dataloader, "dataset", None) if train_dataloader is not None else None
+        for candidate in (dataset, kwargs.get("train_dataset")):
+            if hasattr(candidate, "epoch"):
+                candidate.epoch = int(state.epoch or 0)
+
+
 class UnlearnTrainer(Trainer):
     """Trainer whose loss is the configured `objectives.Objective` over the batch's sub-batches."""
 
@@ -77,6 +93,7 @@ class UnlearnTrainer(Trainer):
         self.model_accepts_loss_kwargs = False
         self._part_sums: dict[str, float] = {}
         self._part_count = 0
+        self.add_callback(_EpochToDataset())
 
     @property
     def tokens_seen(self) -> int:
@@ -107,10 +124,24 @@ def quiet(trainer: Trainer) -> Trainer:
 def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processes: int = 1) -> TrainingArguments:
     """TrainingArguments from a trainer recipe (`trainer.finetune` or `trainer.unlearn`) and the device.
     The effective batch `recipe.batch_size` is kept whatever the device count."""
-    per_device = min(int(recipe.per_device_batch_size), int(recipe.batch_size))
+    n_processes = max(n_processes, int(cfg.device.get("num_processes") or 1))
+    per_device = max(1, min(int(recipe.per_device_batch_size), int(recipe.batch_size) // n_processes))
     accumulation = max(1, int(recipe.batch_size) // (per_device * n_processes))
+    if per_device * accumulation * n_processes != int(recipe.batch_size):
+        raise TruError(f"batch_size={recipe.batch_size} cannot be split evenly over {n_processes} processes "
+                       f"x {per_device} per device; choose a multiple of {n_processes * per_device}")
     mp = cfg.device.mixed_precision
     kwargs = {}
+    strategy = cfg.device.get("strategy") or "single"
+    if strategy == "fsdp":
+        kwargs.update(fsdp=str(cfg.device.fsdp), fsdp_config=OmegaConf.to_container(cfg.device.fsdp_config))
+    elif strategy == "deepspeed":
+        if importlib.util.find_spec("deepspeed") is None:
+            raise TruError("device=deepspeed needs the deepspeed package; pip install deepspeed, or use device=fsdp")
+        kwargs["deepspeed"] = OmegaConf.to_container(cfg.device.deepspeed)
+    optim = str(cfg.trainer.get("optim") or "adamw_torch")
+    if "8bit" in optim and (cfg.device.accelerator != "cuda" or importlib.util.find_spec("bitsandbytes") is None):
+        raise TruError(f"trainer.optim={optim} needs a CUDA GPU and bitsandbytes; use trainer.optim=adamw_torch")
     if recipe.lr_scheduler == "cosine_with_min_lr":
         kwargs["lr_scheduler_kwargs"] = {"min_lr_rate": float(recipe.min_lr_rate)}
     return TrainingArguments(
@@ -135,12 +166,17 @@ def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processe
         remove_unused_columns=False,
         dataloader_num_workers=0,
         disable_tqdm=True,
+        optim=optim,
+        ddp_find_unused_parameters=False,  # every trainable weight is used (frozen ones need no sync)
+        activation_checkpointing=bool(cfg.trainer.get("gradient_checkpointing", False)),
         **kwargs,
     )
 
 
-def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Path, prefix: str) -> dict:
-    """Train, save `out_dir/model` and `out_dir/train_log.jsonl`; return the curve summary and time."""
+def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Path, prefix: str,
+                 to_save=None) -> dict:
+    """Train, save `out_dir/model` (`to_save(model)` if given, e.g. LoRA adapters merged) and
+    `out_dir/train_log.jsonl`; return the curve summary and time."""
     import time
 
     from tru_cli.data.files import write_jsonl
@@ -150,8 +186,10 @@ def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Pat
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    loading.save(trainer.model, tokenizer, Path(out_dir) / "model")
-    write_jsonl(Path(out_dir) / "train_log.jsonl", curve.rows)
+    if trainer.is_world_process_zero():  # one writer in a multi-process run
+        model = to_save(trainer.model) if to_save else trainer.model
+        loading.save(model, tokenizer, Path(out_dir) / "model")
+        write_jsonl(Path(out_dir) / "train_log.jsonl", curve.rows)
     return {**summarize_curve(curve.rows, prefix), f"{prefix}/train_seconds": seconds}
 
 

@@ -84,6 +84,7 @@ def unlearned(cfg: DictConfig, target: str, targets_path: str | None) -> tuple[s
 
     payload = {"v": FORMAT_VERSION, "target": target, "targets": targets_path,
                "method": _plain(cfg.method), "trainer": _plain(cfg.trainer.unlearn), "seed": cfg.seed,
+               "lora": _plain(cfg.trainer.get("lora")), "optim": cfg.trainer.get("optim"),
                "precision": cfg.device.mixed_precision, "max_length": cfg.model.max_length,
                "prompt_format": cfg.model.prompt_format,
                "benchmark": _bench_key(cfg, ("forget_split", "retain_split"))}

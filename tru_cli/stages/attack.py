@@ -35,7 +35,7 @@ class Context:
         from tru_cli.models import loading
 
         self.cfg = cfg
-        self.original_path = original
+        self.original_path, self.unlearned_path = original, unlearned
         self.usage: dict = {}  # generator counts of rewritten questions (translate, paraphrase)
         self.device = loading.device_of(cfg.device)
         self.unlearned, tok = loading.load(unlearned, cfg.device)
@@ -201,11 +201,15 @@ def attack_quantize(ctx, acfg):
     index = list(range(len(ctx.rows)))
     questions = [ctx.fmt.prompt_ids(r["question"]) for r in ctx.rows]
     refs = [r["answer"] for r in ctx.rows]
-    quantized = copy.deepcopy(ctx.unlearned)
-    quantize.quantize_model_(quantized, bits, group)
+    if acfg.method == "bnb":
+        quantized = quantize.load_bnb(ctx.unlearned_path, bits, ctx.cfg.device)
+        control = quantize.load_bnb(ctx.original_path, bits, ctx.cfg.device)
+    else:
+        quantized = copy.deepcopy(ctx.unlearned)
+        quantize.quantize_model_(quantized, bits, group)
+        control = copy.deepcopy(ctx.original)  # the quantized original: what rounding alone does
+        quantize.quantize_model_(control, bits, group)
     attacked = ctx.scores(quantized, questions, refs)
-    control = copy.deepcopy(ctx.original)  # the quantized original: what rounding alone does
-    quantize.quantize_model_(control, bits, group)
     control_scores = ctx.scores(control, questions, refs)
     extra = {"bits": bits, "original_quantized_forget_rougeL_recall": _mean([c["rougeL_recall"] for c in control_scores]),
              "retain_rougeL_recall": ctx.retain_rouge(quantized),
@@ -213,16 +217,49 @@ def attack_quantize(ctx, acfg):
     return summarize(ctx, "quantize", attacked, index, extra), item_logs(ctx.rows, attacked)
 
 
+def relearn_split(n: int, subset: float) -> tuple[list[int], list[int]]:
+    """(train, eval) item positions: a `subset` fraction of the forget items, spread evenly over the
+    set (so every author contributes), to relearn on, and the disjoint rest to evaluate."""
+    if not 0 < subset < 1:
+        raise TruError(f"attack.subset={subset}; choose a fraction between 0 and 1 (0.5 = every other item)")
+    k = max(1, min(n - 1, round(n * subset)))
+    train = sorted({int(i * n / k) for i in range(k)})
+    return train, [i for i in range(n) if i not in set(train)]
+
+
+def relearn_texts(ctx, acfg) -> list[dict]:
+    """Encoded relearning data: forget items (`attack.data=forget`) or the passages of
+    `attack.text_file` (`attack.data=text`: public text related to the forgotten knowledge, as in
+    Hu et al.'s benign relearning; JSON/JSONL rows with `text`, or a .txt file)."""
+    from tru_cli.data import files
+
+    path = Path(str(acfg.text_file or ""))
+    if not acfg.text_file or not path.is_file():
+        raise TruError(f"attack.data=text needs attack.text_file=FILE (JSON, JSONL or .txt of related text); "
+                       f"got {acfg.text_file}")
+    rows = [r for r in files.read_records(path) if str(r.get("text") or "").strip()]
+    if not rows:
+        raise TruError(f"attack.text_file={path} has no rows with a 'text' field")
+    return [ctx.fmt.encode_text(str(r["text"])) for r in rows]
+
+
 def attack_relearn(ctx, acfg):
-    """Fine-tune a copy of the unlearned model on every other forget item; evaluate on the others."""
+    """Fine-tune a copy of the unlearned model on a subset of the forget items (evaluated on the
+    disjoint rest) or on related text (evaluated on every forget item)."""
     from transformers import Trainer
 
     from tru_cli.data.encoding import QACollator
     from tru_cli.methods.trainer import ListDataset, quiet, training_args
 
-    train_idx = list(range(0, len(ctx.rows), 2))
-    eval_idx = list(range(1, len(ctx.rows), 2))
-    train = ListDataset([ctx.fmt.encode(ctx.rows[i]["question"], ctx.rows[i]["answer"]) for i in train_idx])
+    data = acfg.get("data", "forget")
+    if data == "forget":
+        train_idx, eval_idx = relearn_split(len(ctx.rows), float(acfg.get("subset", 0.5)))
+        train = ListDataset([ctx.fmt.encode(ctx.rows[i]["question"], ctx.rows[i]["answer"]) for i in train_idx])
+    elif data == "text":
+        train_idx, eval_idx = [], list(range(len(ctx.rows)))
+        train = ListDataset(relearn_texts(ctx, acfg))
+    else:
+        raise TruError(f"attack.data={data}; choose forget (a subset of the forget set) or text (attack.text_file)")
     questions = [ctx.fmt.prompt_ids(ctx.rows[i]["question"]) for i in eval_idx]
     refs = [ctx.rows[i]["answer"] for i in eval_idx]
     metrics, logs = {}, []
@@ -246,7 +283,7 @@ def attack_relearn(ctx, acfg):
     for key in ("forget_rougeL_recall", "unlearned_forget_rougeL_recall", "original_forget_rougeL_recall", "recovery",
                 "forget_prob", "unlearned_forget_prob", "original_forget_prob", "forget_prob_recovery"):
         metrics[f"attack/relearn/{key}"] = metrics[f"attack/relearn/step_{last}/{key}"]
-    metrics["attack/relearn/relearn_items"] = len(train_idx)
+    metrics["attack/relearn/relearn_items"] = len(train)
     metrics["attack/relearn/retain_rougeL_recall"] = ctx.retain_rouge(model)  # after the last step
     metrics["attack/relearn/unlearned_retain_rougeL_recall"] = ctx.retain_rouge(ctx.unlearned)
     return metrics, logs

@@ -101,7 +101,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
 
     from transformers import set_seed
 
-    from tru_cli.methods import objectives
+    from tru_cli.methods import lora, objectives
     from tru_cli.methods.trainer import (
         CurveRecorder,
         ForgetRetainDataset,
@@ -124,10 +124,15 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
     rows = build_rows(cfg, fmt, forget, targets_path, parts)
     for key in objectives.reference_stats(method) if objectives.precomputes_reference(method) else ():
         _with_reference_nll(model, [row[key] for row in rows], tok.pad_token_id, int(cfg.eval.batch_size))
+    adapters = cfg.trainer.get("lora")
+    if adapters:
+        if method.get("trainable"):
+            raise TruError("method.trainable and trainer=lora both choose what trains; drop one")
+        model = lora.apply(model, adapters, bool(cfg.trainer.get("gradient_checkpointing")))
     ref_model = None
-    if objectives.needs_reference_model(method):  # token-level terms: a frozen copy of the start point
-        ref_model = copy.deepcopy(model).eval().requires_grad_(False)
-    trained = _freeze_all_but(model, method.get("trainable"))
+    if objectives.needs_reference_model(method):  # token-level terms: the frozen start point
+        ref_model = lora.AdapterOff(model) if adapters else copy.deepcopy(model).eval().requires_grad_(False)
+    trained = lora.trainable_count(model) if adapters else _freeze_all_but(model, method.get("trainable"))
     data = ForgetRetainDataset(rows, [fmt.encode_row(r) for r in retain],
                                seed=int(cfg.seed))
     objective = objectives.Objective(method, model, ref_model, seed=int(cfg.seed))
@@ -139,16 +144,38 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
         ref_model.to(trainer.args.device)
     log.info("unlearn (%s): %d forget items, parts %s, %s epochs, %d trained parameters", method.name,
              len(data), parts, cfg.trainer.unlearn.epochs, trained)
-    metrics = fit_and_save(trainer, tok, curve, out_dir, "unlearn")
+    metrics = fit_and_save(trainer, tok, curve, out_dir, "unlearn",
+                           to_save=(lambda m: lora.finalize(m, adapters)) if adapters else None)
     seconds = max(metrics["unlearn/train_seconds"], 1e-9)
-    return {**metrics, "unlearn/tokens_per_second": trainer.tokens_seen / seconds,
+    from tru_cli import distributed
+
+    # every process sees its share of tokens: the run's throughput is this process's times their count
+    return {**metrics, "unlearn/tokens_per_second": trainer.tokens_seen * distributed.world_size() / seconds,
+            "unlearn/processes": distributed.world_size(),
             "unlearn/forget_items": len(forget), "unlearn/trained_parameters": trained,
-            "unlearn/reference_model_held": float(ref_model is not None)}
+            "unlearn/reference_model_held": float(ref_model is not None and not adapters),
+            "unlearn/lora": float(bool(adapters))}
+
+
+def memory_plan(cfg: DictConfig) -> dict:
+    """Log the memory plan (methods/memory.py); its numbers for results.json."""
+    from tru_cli.methods import memory, objectives
+
+    plan = memory.plan(cfg, len(objectives.needed_parts(cfg.method)), objectives.needs_reference_model(cfg.method)
+                       and not cfg.trainer.get("lora"))
+    text = memory.describe(cfg, plan)
+    (log.info if plan.fits else log.warning)("%s", text)
+    return {"plan/total_gib": plan.total, "plan/budget_gib": plan.budget, "plan/fits": float(plan.fits),
+            **{f"plan/{name.split(' ')[0]}_gib": gib for name, gib in plan.parts.items()}}
 
 
 def run(cfg: DictConfig, recorder) -> None:
     from tru_cli.stages import artifacts, evaluate
 
+    if cfg.unlearn.get("plan_only") or cfg.device.accelerator == "cuda":
+        recorder.add_metrics(memory_plan(cfg))
+        if cfg.unlearn.get("plan_only"):
+            return
     benchmark.forget_rows(cfg.benchmark)  # absent forget data fails now, not after a finetune
     model_path = artifacts.target_model(cfg)
     targets_path = cfg.unlearn.targets
@@ -161,7 +188,9 @@ def run(cfg: DictConfig, recorder) -> None:
     recorder.add_artifact("train_log", recorder.run_dir / "train_log.jsonl")
     if targets_path:
         recorder.add_artifact("targets", targets_path)
-    if cfg.unlearn.evaluate:
+    from tru_cli import distributed
+
+    if cfg.unlearn.evaluate and distributed.is_main():  # once, on the main process
         retain = cfg.eval.retain_logs or evaluate.default_retain_logs(cfg)
         recorder.add_metrics(evaluate.evaluate(cfg, str(recorder.run_dir / "model"), recorder.run_dir, retain))
         recorder.add_artifact("logs", recorder.run_dir / "logs")

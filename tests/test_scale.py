@@ -1,0 +1,79 @@
+"""Scale: several processes (ddp_sim) training like one, LoRA unlearning, the memory plan, and the
+multi-GPU device configs."""
+
+import pytest
+
+from tests.conftest import SMALL, results, run_tru
+
+
+@pytest.mark.slow
+def test_ddp_sim_two_processes_train_like_one(tmp_path):
+    import json
+
+    runs = {}
+    for device in ("cpu", "ddp_sim"):
+        run_dir = tmp_path / device
+        run_tru(["unlearn", f"device={device}", *SMALL, "trainer.logging_steps=1", "trainer.unlearn.epochs=2",
+                 "trainer.unlearn.batch_size=4", f"hydra.run.dir={run_dir}"], tmp_path)
+        runs[device] = [json.loads(x)["loss"] for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    single, multi = runs["cpu"], runs["ddp_sim"]
+    assert len(single) == len(multi) == 10  # same effective batch: 20 items / 4 per step, 2 epochs
+    for a, b in zip(single, multi, strict=True):
+        assert abs(a - b) <= 1e-3 * abs(a), (single, multi)
+    res = results(tmp_path / "ddp_sim")
+    assert res["device"]["num_processes"] == 2 and res["metrics"]["unlearn/processes"] == 2
+    assert (tmp_path / "ddp_sim" / "model" / "config.json").is_file()
+
+
+def test_memory_plan_llama3_8b_on_one_80gb_gpu():
+    from tru_cli.config import compose
+    from tru_cli.methods import memory, objectives
+
+    def plan(*extra):
+        cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=cuda", *extra])
+        return cfg, memory.plan(cfg, len(objectives.needed_parts(cfg.method)), objectives.needs_reference_model(cfg.method))
+
+    cfg, full = plan()
+    assert not full.fits and full.total > 100
+    assert full.parts["optimizer states (AdamW, 2 per trainable weight)"] == pytest.approx(2 * 8.03e9 * 2 / 1024**3)
+    assert "trainer=lora" in memory.describe(cfg, full)
+    _, lora = plan("trainer=lora")
+    assert lora.fits and lora.total < 40 and lora.parts["gradients"] < 1
+    # ZeRO-3 over 8 GPUs shards weights, gradients and optimizer states
+    _, sharded = plan("device=deepspeed")
+    assert sharded.parts["weights"] == pytest.approx(full.parts["weights"] / 8)
+
+
+def test_multi_gpu_device_configs_compose():
+    from tru_cli.config import compose
+    from tru_cli.methods.trainer import training_args
+
+    cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=fsdp"])
+    assert cfg.device.strategy == "fsdp" and "LlamaDecoderLayer" in cfg.device.fsdp_config.transformer_layer_cls_to_wrap
+    cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=deepspeed"])
+    assert cfg.device.deepspeed.zero_optimization.stage == 3
+    cfg = compose("unlearn", ["device=ddp_sim", "device.num_processes=2"])
+    args = training_args(cfg, cfg.trainer.unlearn, "/tmp/unused")
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * 2 == cfg.trainer.unlearn.batch_size
+
+
+@pytest.mark.slow
+def test_lora_unlearning_trains_adapters_and_moves_the_forget_set(tmp_path):
+    run_tru(["pipeline", *SMALL, "trainer=lora", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    m = results(tmp_path / "run")["metrics"]
+    assert m["unlearn/lora"] == 1 and m["unlearn/trained_parameters"] < 0.5 * 1.4e6
+    assert m["unlearned/tofu/forget_rougeL_recall"] < m["target/tofu/forget_rougeL_recall"]
+
+
+def test_gpu_benchmark_script_runs_its_cpu_check(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.conftest import ROOT, tru_env
+
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--shapes", "tiny",
+                           "--steps", "2", "--batch", "1", "--seq", "32"], cwd=tmp_path, env=tru_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith("tiny ")]
+    assert len(rows) == 2 and "error" not in proc.stdout  # full and LoRA both stepped
