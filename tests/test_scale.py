@@ -14,7 +14,7 @@ def test_ddp_sim_two_processes_train_like_one(tmp_path):
     for device in ("cpu", "ddp_sim"):
         run_dir = tmp_path / device
         run_tru(["unlearn", f"device={device}", *SMALL, "trainer.logging_steps=1", "trainer.unlearn.epochs=2",
-                 "trainer.unlearn.batch_size=4", f"hydra.run.dir={run_dir}"], tmp_path)
+                 "trainer.unlearn.batch_size=4", "unlearn.evaluate=true", f"hydra.run.dir={run_dir}"], tmp_path)
         runs[device] = [json.loads(x)["loss"] for x in (run_dir / "train_log.jsonl").read_text().splitlines()]
     single, multi = runs["cpu"], runs["ddp_sim"]
     assert len(single) == len(multi) == 10  # same effective batch: 20 items / 4 per step, 2 epochs
@@ -23,6 +23,9 @@ def test_ddp_sim_two_processes_train_like_one(tmp_path):
     res = results(tmp_path / "ddp_sim")
     assert res["device"]["num_processes"] == 2 and res["metrics"]["unlearn/processes"] == 2
     assert (tmp_path / "ddp_sim" / "model" / "config.json").is_file()
+    # the evaluation after training ran once (rank 0) and gives what the single process gives
+    assert res["metrics"]["tofu/forget_rougeL_recall"] == pytest.approx(
+        results(tmp_path / "cpu")["metrics"]["tofu/forget_rougeL_recall"], abs=0.02)
 
 
 def test_memory_plan_llama3_8b_on_one_80gb_gpu():
@@ -77,3 +80,11 @@ def test_gpu_benchmark_script_runs_its_cpu_check(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("tiny ")]
     assert len(rows) == 2 and "error" not in proc.stdout  # full and LoRA both stepped
+
+
+@pytest.mark.slow
+def test_lora_reference_is_the_base_with_adapters_off(tmp_path):
+    run_tru(["unlearn", *SMALL, "trainer=lora", "method=kl", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    m = results(tmp_path / "run")["metrics"]
+    assert m["unlearn/lora"] == 1 and m["unlearn/reference_model_held"] == 0  # no second copy
+    assert m["unlearn/retain_kl_first"] == pytest.approx(0.0, abs=1e-6)  # adapters start at zero: no drift yet
