@@ -139,7 +139,7 @@ def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processe
         if importlib.util.find_spec("deepspeed") is None:
             raise TruError("device=deepspeed needs the deepspeed package; pip install deepspeed, or use device=fsdp")
         kwargs["deepspeed"] = OmegaConf.to_container(cfg.device.deepspeed)
-    optim = str(cfg.trainer.get("optim") or "adamw_torch")
+    optim = str(cfg.trainer.get("optim") or "adamw_torch_fused")
     if "8bit" in optim and (cfg.device.accelerator != "cuda" or importlib.util.find_spec("bitsandbytes") is None):
         raise TruError(f"trainer.optim={optim} needs a CUDA GPU and bitsandbytes; use trainer.optim=adamw_torch")
     if recipe.lr_scheduler == "cosine_with_min_lr":

@@ -50,7 +50,8 @@ def finetuned(cfg: DictConfig, role: str) -> str:
     from tru_cli.stages import finetune
 
     payload = {"v": FORMAT_VERSION, "role": role, "model": _model_key(cfg), "seed": cfg.seed,
-               "trainer": _plain(cfg.trainer.finetune), "precision": cfg.device.mixed_precision,
+               "trainer": _plain(cfg.trainer.finetune), "optim": cfg.trainer.get("optim"),
+               "precision": cfg.device.mixed_precision,
                "benchmark": _bench_key(cfg, ("retain_split",) if role == "retain" else ())}
     entry = store.cached(cfg.paths.store, f"finetune-{role}", payload,
                          lambda out: _write_metrics(out, finetune.train(cfg, role, out)))
