@@ -6,6 +6,7 @@ Each command hands its trailing arguments to Hydra (overrides, `-m` sweeps, `--c
 
 from __future__ import annotations
 
+import os
 import sys
 
 import typer
@@ -57,6 +58,8 @@ def _maybe_distributed(command: str, args: list[str]) -> None:
     from tru_cli import distributed
     from tru_cli.config import compose
 
+    if command not in distributed.COMMANDS or "LOCAL_RANK" in os.environ:
+        return
     try:
         cfg = compose(command, args)
         if not distributed.wanted(command, cfg):
