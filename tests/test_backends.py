@@ -285,3 +285,15 @@ def test_pipeline_judges_the_unlearned_model(tmp_path):
     run_tru(["report", str(tmp_path / "run"), "--role", "unlearned"], cwd=tmp_path)
     table = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "judge/uq ↑" in table and "judge/rq ↑" in table and "| 7 |" in table
+
+
+def test_judge_reads_muse_knowmem_answers_and_skips_multiple_choice(tmp_path):
+    from tru_cli.config import compose
+    from tru_cli.data.files import write_jsonl
+    from tru_cli.stages.evaluate import judged_answers
+
+    for side in ("forget", "retain"):
+        write_jsonl(tmp_path / f"muse_knowmem_{side}.jsonl", [{"question": f"{side}?", "generation": "an answer"}])
+    answers = judged_answers(compose("eval", ["benchmark=muse_news"]), tmp_path)
+    assert answers["forget"][0]["question"] == "forget?" and answers["retain"][0]["generation"] == "an answer"
+    assert judged_answers(compose("eval", ["benchmark=wmdp_bio"]), tmp_path) is None

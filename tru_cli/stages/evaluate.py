@@ -129,6 +129,19 @@ def default_retain_logs(cfg: DictConfig) -> str | None:
     return None
 
 
+def judged_answers(cfg: DictConfig, log_dir: Path) -> dict[str, list[dict]] | None:
+    """The answers the judge reads, as {"forget": [...], "retain": [...]} rows with `question` and
+    `generation`: TOFU's forget/retain sets; MUSE's KnowMem questions; None for multiple choice."""
+    if cfg.benchmark.format == "tofu":
+        return tofu.read_logs(log_dir)
+    if cfg.benchmark.format == "muse":
+        from tru_cli.data.files import read_jsonl
+
+        files = {side: log_dir / f"muse_knowmem_{side}.jsonl" for side in ("forget", "retain")}
+        return {side: read_jsonl(path) for side, path in files.items() if path.is_file()}
+    return None
+
+
 def judge(cfg: DictConfig, log_dir: Path, model_path: str | None) -> dict:
     """The LLM judge's UQ/RQ over the answers in `log_dir`; per-item verdicts beside the logs."""
     from tru_cli.backends import chat_service
@@ -141,9 +154,14 @@ def judge(cfg: DictConfig, log_dir: Path, model_path: str | None) -> dict:
             raise TruError("judge=hf with eval.from_logs needs judge.model=HUB_ID_OR_DIR (no model is loaded)")
         return model_path
 
+    answers = judged_answers(cfg, Path(log_dir))
+    if answers is None:
+        log.warning("judge: benchmark=%s has no free-text answers to judge (multiple choice); judge/uq and "
+                    "judge/rq are missing", cfg.benchmark.name)
+        return {"judge/uq": None, "judge/rq": None}
     jcfg = cfg.judge
     service = chat_service(jcfg, "judge", cfg.device, evaluated_model, "judge")
-    metrics, item_logs = judge_metrics.score(service, tofu.read_logs(log_dir), jcfg.get("max_items"),
+    metrics, item_logs = judge_metrics.score(service, answers, jcfg.get("max_items"),
                                              bool(jcfg.get("strip_reasoning", False)))
     for rubric, rows in item_logs.items():
         write_jsonl(Path(log_dir) / f"judge_{rubric}.jsonl", rows)
