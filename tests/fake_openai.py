@@ -8,6 +8,7 @@ last user message contains `match` gets the n-th action of its `sequence`:
 
   "429"       status 429 with a Retry-After header (`retry_after` seconds)
   "500"       status 500
+  "400"       status 400 (the request alone is refused, e.g. a content filter)
   "hang"      sleep `hang_seconds` before answering (past the client's timeout)
   "say:TEXT"  status 200 with TEXT as the answer (a leak, a malformed verdict, ...)
 
@@ -132,6 +133,8 @@ class FakeOpenAI:
                                       {"Retry-After": str(fake.retry_after)})
                 if action == "500":
                     return self._send(500, {"error": {"message": "internal error", "type": "server"}})
+                if action == "400":
+                    return self._send(400, {"error": {"message": "Content Exists Risk", "type": "invalid_request"}})
                 if action == "hang":
                     time.sleep(fake.hang_seconds)
                 time.sleep(fake.delay)

@@ -297,3 +297,38 @@ def test_judge_reads_muse_knowmem_answers_and_skips_multiple_choice(tmp_path):
     answers = judged_answers(compose("eval", ["benchmark=muse_news"]), tmp_path)
     assert answers["forget"][0]["question"] == "forget?" and answers["retain"][0]["generation"] == "an answer"
     assert judged_answers(compose("eval", ["benchmark=wmdp_bio"]), tmp_path) is None
+
+
+def test_api_key_is_stripped_and_a_key_with_control_characters_refused(monkeypatch):
+    from omegaconf import OmegaConf
+
+    from tru_cli.backends.openai_api import api_key
+    from tru_cli.errors import TruError
+
+    cfg = OmegaConf.create({"api_key_env": "TRU_TEST_KEY"})
+    monkeypatch.setenv("TRU_TEST_KEY", "sk-abc123\n")
+    assert api_key(cfg, "generator") == "sk-abc123"
+    monkeypatch.setenv("TRU_TEST_KEY", "sk-abc\r123")
+    with pytest.raises(TruError, match="generator.api_key_env=TRU_TEST_KEY: the key in .TRU_TEST_KEY contains"):
+        api_key(cfg, "generator")
+
+
+def test_judge_parse_ignores_a_reasoning_trace_that_quotes_the_format():
+    reply = ChatReply(content='<think>The format is {"Readability": {...}} so I answer.</think>\n'
+                              '{"Readability": {"score": 9}, "Specificity": {"score": 8}, "Logic": {"score": 7}}')
+    assert judge.parse("rq", reply)["Logic"] == (7.0, "")
+
+
+@pytest.mark.slow
+def test_a_refused_request_leaves_one_item_out_and_unlearning_goes_on(tmp_path):
+    rows = _forget_rows()
+    with FakeOpenAI(faults=[{"match": rows[5]["question"], "sequence": ["400"] * 3}], delay=0.05) as server:
+        run_tru(["unlearn", *SMALL, *_openai(server.url, "generator.api_key_env=null", "generator.max_retries=0"),
+                 f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+        refused = [r for r in server.log if r["action"] == "400"]
+    m = results(tmp_path / "run")["metrics"]
+    assert len(refused) == 1 and m["unlearn/forget_items"] == FORGET - 1  # trained on the 19 with a target
+    targets = next((tmp_path / ".tru_store" / "targets").glob("*/metrics.json")).read_text()
+    assert '"targets/failed": 1' in targets and '"generator/rejected_http_400": 1' in targets
+    cached = RequestCache(tmp_path / ".tru_store" / "requests" / "generator.jsonl").entries
+    assert len(cached) == FORGET - 1  # every other answer kept; the refused one is asked again next time

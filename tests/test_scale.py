@@ -49,15 +49,23 @@ def test_memory_plan_llama3_8b_on_one_80gb_gpu():
 
 def test_multi_gpu_device_configs_compose():
     from tru_cli.config import compose
-    from tru_cli.methods.trainer import training_args
+    from tru_cli.errors import TruError
+    from tru_cli.methods.trainer import batch_split, training_args
 
     cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=fsdp"])
-    assert cfg.device.strategy == "fsdp" and "LlamaDecoderLayer" in cfg.device.fsdp_config.transformer_layer_cls_to_wrap
+    # the wrap unit is the model's own decoder layer (accelerate reads _no_split_modules), whatever the backbone
+    assert cfg.device.strategy == "fsdp" and "transformer_layer_cls_to_wrap" not in cfg.device.fsdp_config
     cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=deepspeed"])
     assert cfg.device.deepspeed.zero_optimization.stage == 3
     cfg = compose("unlearn", ["device=ddp_sim", "device.num_processes=2"])
+    # in one process (a sweep job, the launching process) the effective batch is the config's
     args = training_args(cfg, cfg.trainer.unlearn, "/tmp/unused")
-    assert args.per_device_train_batch_size * args.gradient_accumulation_steps * 2 == cfg.trainer.unlearn.batch_size
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == cfg.trainer.unlearn.batch_size
+    per_device, accumulation = batch_split(cfg.trainer.unlearn, 2)  # what each rank of 2 uses
+    assert (per_device, accumulation) == (4, 1)
+    assert batch_split(cfg.trainer.finetune, 4) == (4, 1)
+    with pytest.raises(TruError, match="cannot be split evenly over 3 processes"):
+        batch_split(cfg.trainer.unlearn, 3)
 
 
 @pytest.mark.slow
@@ -88,3 +96,24 @@ def test_lora_reference_is_the_base_with_adapters_off(tmp_path):
     m = results(tmp_path / "run")["metrics"]
     assert m["unlearn/lora"] == 1 and m["unlearn/reference_model_held"] == 0  # no second copy
     assert m["unlearn/retain_kl_first"] == pytest.approx(0.0, abs=1e-6)  # adapters start at zero: no drift yet
+
+
+def test_lora_refuses_target_modules_the_model_lacks():
+    from omegaconf import OmegaConf
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from tru_cli.errors import TruError
+    from tru_cli.methods import lora
+
+    model = LlamaForCausalLM(LlamaConfig(hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                         num_attention_heads=2, num_key_value_heads=2, vocab_size=50))
+    spec = OmegaConf.create({"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q_proj", "fc1"], "merge": True})
+    with pytest.raises(TruError, match="trainer.lora.target_modules has fc1.*q_proj"):
+        lora.apply(model, spec)
+
+
+def test_plan_only_does_not_launch_or_build_anything(tmp_path):
+    run_tru(["unlearn", *SMALL, "device=ddp_sim", "unlearn.plan_only=true", f"hydra.run.dir={tmp_path / 'run'}"],
+            tmp_path)
+    assert results(tmp_path / "run")["metrics"]["plan/fits"] == 1
+    assert not (tmp_path / ".tru_store").exists()  # no finetune, no targets

@@ -33,6 +33,8 @@ def is_main() -> bool:
 
 def wanted(command: str, cfg: DictConfig) -> bool:
     """Whether this invocation should fan out (it is not already a rank of a launched group)."""
+    if cfg.get(command.replace("-", "_"), {}).get("plan_only"):
+        return False  # the plan reads num_processes from the config; nothing to launch
     return (command in COMMANDS and int(cfg.device.get("num_processes") or 1) > 1
             and (cfg.device.get("strategy") or "single") != "single" and "LOCAL_RANK" not in os.environ)
 

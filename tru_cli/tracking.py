@@ -19,7 +19,8 @@ from tru_cli import __version__
 from tru_cli.redact import scrub
 
 log = logging.getLogger("tru")
-SECRET_KEY = re.compile(r"(api_?key|token|secret|password|authorization)", re.IGNORECASE)
+# Keys whose values are secrets; `max_tokens`, `max_new_tokens` and `tokenizer` are not.
+SECRET_KEY = re.compile(r"(api_?key|(^|_)(access_|auth_|hf_)?token$|secret|password|authorization)", re.IGNORECASE)
 
 
 def _now() -> str:

@@ -27,6 +27,7 @@ class ChatReply:
     content: str
     reasoning: str | None = None  # deepseek-reasoner's reasoning_content; None for plain chat models
     usage: dict = field(default_factory=dict)  # prompt_tokens, completion_tokens
+    error: str | None = None  # the server refused this request alone (e.g. http_400): not cached
 
 
 class Reject(Exception):
@@ -105,6 +106,13 @@ class ChatService:
                     else:
                         ask.append((i, messages[i], a))
                 for i, reply in self.backend.stream(ask):
+                    if reply.error:  # refused by the server: the item is missing, asked again next run
+                        self.rejections[reply.error] += 1
+                        self.counts["failed"] += 1
+                        log.warning("%s item %d: the server refused the request (%s); recorded as missing",
+                                    self.label, i, reply.error)
+                        del attempt[i]
+                        continue
                     a = attempt[i]
                     self.cache.put(request_key(bodies[i], a), asdict(reply))
                     self.counts["answered"] += 1

@@ -30,7 +30,10 @@ def api_key(cfg: DictConfig, section: str) -> str:
     env = cfg.get("api_key_env")
     if not env:
         return "not-needed"  # local servers (vLLM without --api-key) accept any token
-    key = os.environ.get(str(env), "")
+    key = os.environ.get(str(env), "").strip()  # a key read from a file often ends in a newline
+    if any(c.isspace() or not c.isprintable() for c in key):
+        raise TruError(f"{section}.api_key_env={env}: the key in ${env} contains whitespace or control "
+                       f"characters; export it again without them")
     if not key:
         raise TruError(f"{section}.api_key_env={env}: the environment variable {env} is not set; "
                        f"export {env}=<your key> (keys are read from the environment only), "
@@ -116,19 +119,35 @@ class OpenAIChat:
             return
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
         futures = {pool.submit(self._ask, messages): i for i, messages, _ in jobs}
+        fatal = None
         try:
             for future in as_completed(futures):
-                yield futures[future], self._result(future)
+                try:
+                    reply = self._result(future)
+                except TruError as exc:  # stop asking; still collect what is already in flight
+                    if fatal is None:
+                        fatal = exc
+                        for pending in futures:
+                            pending.cancel()
+                    continue
+                if not future.cancelled():
+                    yield futures[future], reply
         finally:
-            # On an error or a kill, answers already yielded are cached; the rest are dropped.
             pool.shutdown(wait=False, cancel_futures=True)
+        if fatal is not None:
+            raise fatal
 
     def _result(self, future) -> ChatReply:
         import openai
 
         where = f"{self.section}.base_url={self.base_url}"
+        if future.cancelled():
+            return ChatReply(content="", error="cancelled")
         try:
             return future.result()
+        except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:
+            # this request alone is refused (content filter, context too long): a rejected item
+            return ChatReply(content="", error=f"http_{exc.status_code}")
         except openai.AuthenticationError:
             raise TruError(f"{where} refused the key (401); check the key in "
                            f"${self.key_env}") from None

@@ -11,6 +11,13 @@ from tru_cli.errors import TruError
 def apply(model, lora: DictConfig, checkpointing: bool = False):
     from peft import LoraConfig, get_peft_model
 
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    absent = [m for m in lora.target_modules if m not in names]
+    if absent:  # peft would silently adapt only the others
+        linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                         if type(m).__name__ == "Linear" and "." in n})
+        raise TruError(f"trainer.lora.target_modules has {', '.join(absent)}, which this model does not have; "
+                       f"its linear layers are: {', '.join(linear)}")
     if checkpointing:  # checkpointed blocks need an input that requires grad to backprop into adapters
         model.enable_input_require_grads()
     try:

@@ -79,7 +79,7 @@ def plan(cfg: DictConfig, sequences_per_item: int, reference_copy: bool) -> Plan
     processes = int(cfg.device.get("num_processes") or 1)
     shard = processes if cfg.device.get("strategy") in ("fsdp", "deepspeed") else 1
     recipe = cfg.trainer.unlearn
-    batch = min(int(recipe.per_device_batch_size), int(recipe.batch_size)) * sequences_per_item
+    batch = max(1, min(int(recipe.per_device_batch_size), int(recipe.batch_size) // processes)) * sequences_per_item
     s, h, layers, heads = int(cfg.model.max_length), int(arch["hidden_size"]), int(arch["layers"]), int(arch["heads"])
     layer_acts = s * batch * h * (34 + 5 * heads * s / h)
     checkpointing = bool(cfg.trainer.get("gradient_checkpointing"))

@@ -121,15 +121,23 @@ def quiet(trainer: Trainer) -> Trainer:
     return trainer
 
 
-def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processes: int = 1) -> TrainingArguments:
-    """TrainingArguments from a trainer recipe (`trainer.finetune` or `trainer.unlearn`) and the device.
-    The effective batch `recipe.batch_size` is kept whatever the device count."""
-    n_processes = max(n_processes, int(cfg.device.get("num_processes") or 1))
+def batch_split(recipe: DictConfig, n_processes: int) -> tuple[int, int]:
+    """(per-device batch, accumulation steps) that give `recipe.batch_size` over `n_processes`."""
     per_device = max(1, min(int(recipe.per_device_batch_size), int(recipe.batch_size) // n_processes))
     accumulation = max(1, int(recipe.batch_size) // (per_device * n_processes))
     if per_device * accumulation * n_processes != int(recipe.batch_size):
         raise TruError(f"batch_size={recipe.batch_size} cannot be split evenly over {n_processes} processes "
                        f"x {per_device} per device; choose a multiple of {n_processes * per_device}")
+    return per_device, accumulation
+
+
+def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processes: int = 1) -> TrainingArguments:
+    """TrainingArguments from a trainer recipe (`trainer.finetune` or `trainer.unlearn`) and the device.
+    The effective batch `recipe.batch_size` is kept whatever the device count."""
+    from tru_cli import distributed
+
+    # the processes actually running (a multi-process device config run in one process keeps its batch)
+    per_device, accumulation = batch_split(recipe, max(n_processes, distributed.world_size()))
     mp = cfg.device.mixed_precision
     kwargs = {}
     strategy = cfg.device.get("strategy") or "single"

@@ -78,7 +78,7 @@ def prompt(rubric: str, question: str, response: str) -> list[dict]:
 
 def parse(rubric: str, reply: ChatReply) -> dict:
     """{dimension: (score, reason)} from the judge's JSON; Reject('malformed') if it is not valid."""
-    text = reply.content or ""
+    text = (reply.content or "").split("</think>")[-1]  # a reasoning trace may quote the format
     start, end = text.find("{"), text.rfind("}")
     try:
         data = json.loads(text[start:end + 1]) if start >= 0 and end > start else None

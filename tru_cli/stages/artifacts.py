@@ -14,7 +14,7 @@ from tru_cli import store
 FORMAT_VERSION = 3  # bump when a stage's output format changes, so old store entries are not reused
 # Generator settings that change how requests travel, not what the targets are: left out of the key.
 TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout", "max_retries", "concurrency", "requests_per_minute",
-                  "cache", "price_per_mtok", "batch_size")
+                  "cache", "price_per_mtok")
 
 
 def _plain(node) -> dict:
@@ -72,6 +72,8 @@ def targets(cfg: DictConfig) -> str:
     from tru_cli.stages import targets as targets_stage
 
     generator = {k: v for k, v in _plain(cfg.generator).items() if k not in TRANSPORT_KEYS}
+    if generator.get("backend") == "hf" and not generator.get("model"):
+        generator["model"] = target_model(cfg)  # the run's own model writes them
     payload = {"v": FORMAT_VERSION, "generator": generator,
                "criteria": targets_stage.with_criteria(cfg),
                "benchmark": _bench_key(cfg, ("forget_split", "unlearning_task"))}

@@ -16,9 +16,9 @@ from tru_cli.stages.targets import item_id, query
 log = logging.getLogger("tru")
 
 
-def target_texts(cfg: DictConfig, forget: list[dict], targets_path: str) -> list[str]:
+def target_texts(cfg: DictConfig, forget: list[dict], targets_path: str) -> list[str | None]:
     """The assistant answer each forget query is trained toward: `method.target_format` filled
-    with the item's reasoning and refusal, aligned to the forget rows by id."""
+    with the item's reasoning and refusal, aligned to the forget rows by id (None: no target)."""
     path = Path(targets_path)
     if not path.is_file():
         raise TruError(f"unlearn.targets={path} does not exist; run tru generate-targets first")
@@ -26,11 +26,17 @@ def target_texts(cfg: DictConfig, forget: list[dict], targets_path: str) -> list
     split = cfg.benchmark.forget_split
     ids = [item_id(r, i, split) for i, r in enumerate(forget)]
     missing = [i for i in ids if i not in by_id]
-    if missing:
-        raise TruError(f"{path} has no target for {len(missing)} of {len(ids)} forget items (first: "
-                       f"{missing[0]}); regenerate with tru generate-targets benchmark.forget_split={split}")
-    texts = []
+    if len(missing) == len(ids):
+        raise TruError(f"{path} has no target for any of the {len(ids)} forget items (first: {missing[0]}); "
+                       f"regenerate with tru generate-targets benchmark.forget_split={split}")
+    if missing:  # the generator gave up on these (see targets/failed): they are left out of unlearning
+        log.warning("%s has no target for %d of %d forget items (first: %s); unlearning leaves them out",
+                    path, len(missing), len(ids), missing[0])
+    texts: list[str | None] = []
     for i in ids:
+        if i not in by_id:
+            texts.append(None)
+            continue
         row = by_id[i]
         for field in ("reasoning", "refusal"):
             if not isinstance(row.get(field), str):
@@ -78,20 +84,23 @@ def _freeze_all_but(model, pattern: str | None) -> int:
 
 def build_rows(cfg: DictConfig, fmt: PromptFormatter, forget: list[dict], targets_path: str | None,
                parts: tuple[str, ...]) -> list[dict]:
-    """Encoded sub-examples per forget item: `forget` (original answer), `target`, `idk`."""
+    """Encoded sub-examples per forget item: `forget` (original answer), `target`, `idk`. Items the
+    target generator gave up on (no target) are left out when the method trains on targets."""
     from tru_cli.data import idk
 
     split = cfg.benchmark.forget_split
     rows = [{"forget": fmt.encode_row(r)} for r in forget]
-    if "target" in parts:
-        if targets_path is None:
-            raise TruError("method needs targets; set unlearn.targets=FILE or let tru generate them")
-        for row, r, text in zip(rows, forget, target_texts(cfg, forget, targets_path), strict=True):
-            row["target"] = fmt.encode(query(r), text)
     if "idk" in parts:
         answers = idk.load_answers(cfg.method.get("idk_file"))
         for i, (row, r) in enumerate(zip(rows, forget, strict=True)):
             row["idk"] = fmt.encode(query(r), idk.answer_for(item_id(r, i, split), answers))
+    if "target" in parts:
+        if targets_path is None:
+            raise TruError("method needs targets; set unlearn.targets=FILE or let tru generate them")
+        for row, r, text in zip(rows, forget, target_texts(cfg, forget, targets_path), strict=True):
+            if text is not None:
+                row["target"] = fmt.encode(query(r), text)
+        rows = [row for row in rows if "target" in row]
     return rows
 
 
@@ -152,7 +161,7 @@ def train(cfg: DictConfig, model_path: str, targets_path: str | None, out_dir: P
     # every process sees its share of tokens: the run's throughput is this process's times their count
     return {**metrics, "unlearn/tokens_per_second": trainer.tokens_seen * distributed.world_size() / seconds,
             "unlearn/processes": distributed.world_size(),
-            "unlearn/forget_items": len(forget), "unlearn/trained_parameters": trained,
+            "unlearn/forget_items": len(rows), "unlearn/trained_parameters": trained,
             "unlearn/reference_model_held": float(ref_model is not None and not adapters),
             "unlearn/lora": float(bool(adapters))}
 
