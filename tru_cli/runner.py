@@ -23,12 +23,18 @@ class SweepStatus(Callback):
     """A Hydra callback, run in the launching process: after a sweep, count the jobs whose
     results.json says failed (or that left none), whichever launcher ran them (local, submitit)."""
 
+    def on_multirun_start(self, config, **kwargs) -> None:
+        import time
+
+        self.started = time.time() - 1  # job folders older than this sweep (a reused sweep dir) are not its own
+
     def on_multirun_end(self, config, **kwargs) -> None:
         import json
         from pathlib import Path
 
         sweep = Path(config.hydra.sweep.dir)
-        jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()] if sweep.is_dir() else []
+        jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()
+                and p.stat().st_mtime >= getattr(self, "started", 0)] if sweep.is_dir() else []
         failed = 0
         for job in jobs:
             res = job / "results.json"
