@@ -122,6 +122,8 @@ class OpenAIChat:
         fatal = None
         try:
             for future in as_completed(futures):
+                if future.cancelled():  # not started before a fatal error
+                    continue
                 try:
                     reply = self._result(future)
                 except TruError as exc:  # stop asking; still collect what is already in flight
@@ -130,8 +132,7 @@ class OpenAIChat:
                         for pending in futures:
                             pending.cancel()
                     continue
-                if not future.cancelled():
-                    yield futures[future], reply
+                yield futures[future], reply
         finally:
             pool.shutdown(wait=False, cancel_futures=True)
         if fatal is not None:
@@ -141,8 +142,6 @@ class OpenAIChat:
         import openai
 
         where = f"{self.section}.base_url={self.base_url}"
-        if future.cancelled():
-            return ChatReply(content="", error="cancelled")
         try:
             return future.result()
         except (openai.BadRequestError, openai.UnprocessableEntityError) as exc:

@@ -51,13 +51,8 @@ def load_split(bench: DictConfig, split: str) -> list[dict]:
 
 
 def _load_hub(hub_id: str, split: str) -> list[dict]:
-    import datasets
-
-    try:
-        return list(datasets.load_dataset(hub_id, name=split, split="train"))
-    except Exception as exc:  # offline, unknown id or unknown config: say how to go local
-        raise TruError(f"cannot load split '{split}' of {hub_id} from the hub ({type(exc).__name__}); "
-                       f"download it and set benchmark.data_dir=DIR") from None
+    """A TOFU-format split: the hub config of that name, whose one split is `train`."""
+    return _load_hub_config(hub_id, split, "train", f"split '{split}'")
 
 
 def _load_hub_config(hub_id: str, config: str | None, split: str, role: str) -> list[dict]:
@@ -65,7 +60,7 @@ def _load_hub_config(hub_id: str, config: str | None, split: str, role: str) -> 
 
     try:
         return list(datasets.load_dataset(hub_id, name=config, split=split))
-    except Exception as exc:
+    except Exception as exc:  # offline, unknown id or unknown config: say how to go local
         raise TruError(f"cannot load {role} ({hub_id}, config {config}, split {split}) from the hub "
                        f"({type(exc).__name__}); download it and set benchmark.data_dir=DIR") from None
 
