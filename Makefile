@@ -12,7 +12,7 @@ install: $(VENV)/.installed
 # torch is pinned in the same pip command as the project, so nothing pulls a multi-GB CUDA build.
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
-	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0 -e '.[dev]'
+	$(VENV)/bin/pip install -q --disable-pip-version-check torch==2.13.0 -e '.[dev,quantize]'
 	touch $@
 
 demo: install

@@ -1,6 +1,8 @@
 """Attacks: the recovery formula, round-to-nearest quantization, prompt builders, one-line refusals
 for what needs a GPU or an absent package, and every attack on the tiny model through the CLI."""
 
+import importlib.util
+
 import pytest
 import torch
 
@@ -29,13 +31,28 @@ def test_rtn_quantization_by_hand():
     assert 0 < err8 < err4
 
 
-def test_gpu_quantizers_refuse_in_one_line_on_cpu():
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present")
-    with pytest.raises(TruError, match="needs a CUDA GPU"):
-        quantize.check_method("gptq")
-    with pytest.raises(TruError, match="choose rtn"):
-        quantize.check_method("int3")
+def test_quantizer_choices_refuse_in_one_line(monkeypatch):
+    with pytest.raises(TruError, match="choose rtn, bnb, gptq, awq"):
+        quantize.check_method("int3", 4, on_cuda=False)
+    with pytest.raises(TruError, match="attack.bits=8 with attack.method=awq; choose 4"):
+        quantize.check_method("awq", 8, on_cuda=False)
+    # a missing package is named with the pip command that brings it
+    real_find_spec = quantize.importlib.util.find_spec
+    monkeypatch.setattr(quantize.importlib.util, "find_spec",
+                        lambda name: None if name in ("gptqmodel", "bitsandbytes") else real_find_spec(name))
+    with pytest.raises(TruError, match=r"attack.method=gptq needs gptqmodel( and optimum)?: "
+                                      r"pip install 'tru-cli\[gptq\]' \(it brings a CUDA torch\), or use attack.method=rtn"):
+        quantize.check_method("gptq", 4, on_cuda=True)
+    with pytest.raises(TruError, match=r"needs bitsandbytes: pip install 'bitsandbytes>=0.50', or use attack.method=rtn"):
+        quantize.check_method("bnb", 4, on_cuda=False)
+
+
+def test_old_bitsandbytes_refuses_the_cpu(monkeypatch):
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is part of the test install (.[dev,quantize])")
+    monkeypatch.setattr(quantize.importlib.metadata, "version", lambda name: "0.45.0")
+    with pytest.raises(TruError, match=r"bitsandbytes>=0.50 \(installed: 0.45.0\); upgrade it or use device=cuda"):
+        quantize.check_method("bnb", 4, on_cuda=False)
+    quantize.check_method("bnb", 4, on_cuda=True)  # CUDA kernels are in every release
 
 
 def test_prompt_builders():
@@ -74,14 +91,68 @@ def test_every_attack_runs_on_the_tiny_model(tmp_path):
         assert f"| tru / {name} |" in report, name
 
 
-def test_attack_needing_a_gpu_fails_in_one_line_before_loading(tmp_path):
-    if torch.cuda.is_available():
-        pytest.skip("a GPU is present")
-    proc = run_tru(["attack", "attack=quantize", "attack.method=bnb", "logger=none",
+def test_attack_missing_a_package_fails_in_one_line_before_loading(tmp_path):
+    if importlib.util.find_spec("gptqmodel") is not None:
+        pytest.skip("gptqmodel is installed here")
+    proc = run_tru(["attack", "attack=suite", "attack.settings.quantize.method=awq", "logger=none",
                     f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
     assert proc.returncode == 1
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
-    assert lines == ["error: attack.method=bnb needs a CUDA GPU; use attack.method=rtn on this machine"]
+    assert lines == ["error: attack.method=awq needs gptqmodel: pip install 'tru-cli[gptq]' (it brings a CUDA torch), "
+                     "or use attack.method=rtn"]
+    assert not (tmp_path / ".tru_store").exists()  # nothing was trained or loaded first
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("bits", [8, 4])
+def test_bitsandbytes_quantization_attack_runs_on_this_device(tmp_path, bits):
+    """LLM.int8 and NF4 through transformers' BitsAndBytesConfig: real bitsandbytes layers, on the CPU
+    here (bitsandbytes >= 0.50) and on CUDA at GPU sites."""
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is part of the test install (.[dev,quantize])")
+    run_tru(["attack", "attack=quantize", "attack.method=bnb", f"attack.bits={bits}", *SMALL,
+             f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
+    m = results(tmp_path / "run")["metrics"]
+    assert 0 <= m["attack/quantize/forget_rougeL_recall"] <= 1
+    assert 0 <= m["attack/quantize/original_quantized_forget_rougeL_recall"] <= 1
+    assert m["attack/quantize/bits"] == bits
+    logs = (tmp_path / "run" / "logs" / "attack_quantize.jsonl").read_text().splitlines()
+    assert len(logs) == 20  # every forget item of the smoke benchmark
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["gptq", "awq"])
+def test_gptq_and_awq_attacks_run_where_gptqmodel_is_installed(tmp_path, method):
+    """Runs at GPU sites and in an environment with `tru-cli[gptq]`; the CPU install leaves it out (it
+    needs torch>=2.14.1), so there this test is skipped and the refusal test above runs instead."""
+    pytest.importorskip("gptqmodel", reason="GPT-QModel is not installed (pip install 'tru-cli[gptq]')")
+    run_tru(["attack", "attack=quantize", f"attack.method={method}", "attack.bits=4", *SMALL,
+             f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, timeout=1200)
+    m = results(tmp_path / "run")["metrics"]
+    assert 0 <= m["attack/quantize/forget_rougeL_recall"] <= 1
+    assert 0 <= m["attack/quantize/original_quantized_forget_rougeL_recall"] <= 1
+    assert 0 <= m["attack/quantize/retain_rougeL_recall"] <= 1
+
+
+def test_bitsandbytes_layers_replace_the_linear_layers(tmp_path):
+    pytest.importorskip("bitsandbytes", reason="bitsandbytes is part of the test install (.[dev,quantize])")
+    import bitsandbytes as bnb
+    from omegaconf import OmegaConf
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(LlamaConfig(vocab_size=256, hidden_size=128, intermediate_size=256,
+                                         num_hidden_layers=1, num_attention_heads=4, num_key_value_heads=4))
+    model.save_pretrained(tmp_path / "ck")
+    device = OmegaConf.create({"accelerator": "cpu", "attn_implementation": "sdpa"})
+    ids = torch.randint(0, 256, (1, 12))
+    with torch.no_grad():
+        reference = model(ids).logits
+        errors = {}
+        for bits, layer in ((8, bnb.nn.Linear8bitLt), (4, bnb.nn.Linear4bit)):
+            q = quantize.load_quantized("bnb", str(tmp_path / "ck"), bits, 64, device, [])
+            assert isinstance(q.model.layers[0].self_attn.q_proj, layer)
+            errors[bits] = (q(ids).logits - reference).abs().max().item()
+    assert 0 < errors[8] < errors[4]  # rounding changed the outputs, 4 bits more than 8
 
 
 @pytest.mark.slow

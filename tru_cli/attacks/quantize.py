@@ -1,46 +1,106 @@
 """Weight quantization as an attack (Zhang et al., ICLR 2025): unlearning updates are small next to a
 4-bit step, so rounding can put weights back where the original model had them.
 
-Round-to-nearest with per-group absmax scales, dequantised back to the model's dtype ("fake
-quantization"): runs on any device and shows exactly the rounding a real int4/int8 kernel would do.
-GPU quantizers (bitsandbytes, GPTQ, AWQ) need CUDA and their packages."""
+`attack.method` picks the quantizer:
+- `rtn`: round-to-nearest with per-group absmax scales, dequantised back to the model's dtype ("fake
+  quantization"): no package, any device, exactly the rounding an int4/int8 kernel would do.
+- `bnb`: bitsandbytes through transformers (LLM.int8 for 8 bits, NF4 for 4), on CUDA or, with
+  bitsandbytes >= 0.50, on the CPU.
+- `gptq`: GPTQ through transformers' GPTQConfig (GPT-QModel does the work), calibrated on retain text.
+- `awq`: AWQ through GPT-QModel's own quantizer (transformers only loads AWQ checkpoints), 4 bits.
+"""
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
+import logging
+import os
+import tempfile
+from pathlib import Path
 
 import torch
+from packaging.version import Version
 
 from tru_cli.errors import TruError
 
-GPU_METHODS = {"bnb": "bitsandbytes", "gptq": "gptqmodel", "awq": "awq"}
+# method -> (the import names it needs, the install command that brings them)
+PACKAGES = {"bnb": (("bitsandbytes",), "pip install 'bitsandbytes>=0.50'"),
+            "gptq": (("gptqmodel", "optimum"), "pip install 'tru-cli[gptq]' (it brings a CUDA torch)"),
+            "awq": (("gptqmodel",), "pip install 'tru-cli[gptq]' (it brings a CUDA torch)")}
+BITS = {"rtn": (4, 8), "bnb": (4, 8), "gptq": (4, 8), "awq": (4,)}
+# bitsandbytes runs its int8/NF4 kernels on the CPU from this release on (the one tru was tested with)
+BNB_CPU = Version("0.50")
 
 
-def check_method(method: str) -> None:
-    if method == "rtn":
-        return
-    if method not in GPU_METHODS:
-        raise TruError(f"attack.method={method}; choose rtn, {', '.join(GPU_METHODS)}")
-    if not torch.cuda.is_available():
-        raise TruError(f"attack.method={method} needs a CUDA GPU; use attack.method=rtn on this machine")
-    if importlib.util.find_spec(GPU_METHODS[method]) is None:
-        raise TruError(f"attack.method={method} needs the {GPU_METHODS[method]} package; pip install it "
+def check_method(method: str, bits: int, on_cuda: bool) -> None:
+    """One line naming what is missing, before any model is loaded."""
+    if method not in BITS:
+        raise TruError(f"attack.method={method}; choose {', '.join(BITS)}")
+    if int(bits) not in BITS[method]:
+        raise TruError(f"attack.bits={bits} with attack.method={method}; choose "
+                       f"{' or '.join(map(str, BITS[method]))}")
+    names, install = PACKAGES.get(method, ((), ""))
+    missing = [name for name in names if importlib.util.find_spec(name) is None]
+    if missing:
+        raise TruError(f"attack.method={method} needs {' and '.join(missing)}: {install}, "
                        f"or use attack.method=rtn")
-    if method != "bnb":  # GPTQ needs a calibration pass, AWQ a pre-quantized checkpoint
-        raise TruError(f"attack.method={method} is not wired in this version; use attack.method=bnb or rtn")
+    if method == "bnb" and not on_cuda and Version(importlib.metadata.version("bitsandbytes")) < BNB_CPU:
+        raise TruError(f"attack.method=bnb on the CPU needs bitsandbytes>={BNB_CPU} (installed: "
+                       f"{importlib.metadata.version('bitsandbytes')}); upgrade it or use device=cuda")
 
 
-def load_bnb(path: str, bits: int, device_cfg):
-    """The checkpoint at `path` loaded through bitsandbytes (int8, or NF4 with bf16 compute), as the
-    quantization attack of Zhang et al. does on GPU. Written to transformers' documented API but not
-    yet run by tru's tests: no GPU was available where it was written."""
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+def load_quantized(method: str, path: str, bits: int, group_size: int, device_cfg,
+                   calibration: list[str]):
+    """The checkpoint at `path`, quantized by `method` (bnb, gptq or awq) and ready to generate."""
+    from transformers import AutoTokenizer
 
-    config = (BitsAndBytesConfig(load_in_8bit=True) if bits == 8 else
-              BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4",
-                                 bnb_4bit_compute_dtype=torch.bfloat16))
-    return AutoModelForCausalLM.from_pretrained(path, quantization_config=config, device_map={"": 0},
-                                                attn_implementation=device_cfg.attn_implementation).eval()
+    on_cuda = device_cfg.accelerator == "cuda"
+    if method == "awq":
+        with tempfile.TemporaryDirectory(prefix="tru-awq-") as tmp:
+            _awq_quantize(path, bits, group_size, calibration, Path(tmp))
+            return _load(tmp, on_cuda, device_cfg)
+    if method == "bnb":
+        from transformers import BitsAndBytesConfig
+
+        logging.getLogger("bitsandbytes.autograd._functions").addFilter(_drop_fp16_cast_notice)
+        compute = torch.bfloat16 if on_cuda else torch.float32
+        config = (BitsAndBytesConfig(load_in_8bit=True) if bits == 8 else
+                  BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute))
+    else:
+        from transformers import GPTQConfig
+
+        logging.getLogger("optimum.gptq").setLevel(logging.WARNING)  # one INFO line per layer otherwise
+        config = GPTQConfig(bits=bits, group_size=group_size, dataset=calibration,
+                            tokenizer=AutoTokenizer.from_pretrained(path))
+    return _load(path, on_cuda, device_cfg, quantization_config=config)
+
+
+def _drop_fp16_cast_notice(record: logging.LogRecord) -> bool:
+    """int8 casts activations to fp16 by design; bitsandbytes logs that on every matmul (thousands of
+    lines per evaluation), so this one message is dropped and its other warnings kept."""
+    return not record.getMessage().startswith("MatMul8bitLt: inputs will be cast")
+
+
+def _load(path, on_cuda: bool, device_cfg, **kwargs):
+    from transformers import AutoModelForCausalLM
+
+    return AutoModelForCausalLM.from_pretrained(str(path), device_map={"": 0} if on_cuda else {"": "cpu"},
+                                                attn_implementation=device_cfg.attn_implementation, **kwargs).eval()
+
+
+def _awq_quantize(path: str, bits: int, group_size: int, calibration: list[str], out: Path) -> None:
+    """AWQ-quantize the checkpoint at `path` with GPT-QModel and save it (weights + tokenizer) to `out`."""
+    # GPT-QModel 7.7 sizes its CPU pool as half the cores, then asks it for 2 loader threads: on a
+    # 2-core machine its load() raises "requests 2 workers but parent 'cpu' only has 1"
+    if (os.cpu_count() or 1) < 4:
+        os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+    from gptqmodel import GPTQModel, QuantizeConfig
+    from gptqmodel.quantization import METHOD
+
+    qmodel = GPTQModel.load(str(path), QuantizeConfig(bits=bits, group_size=group_size, quant_method=METHOD.AWQ))
+    qmodel.quantize(calibration)
+    qmodel.save(str(out))
 
 
 @torch.no_grad()

@@ -194,21 +194,22 @@ def attack_icl(ctx, acfg):
 
 
 def attack_quantize(ctx, acfg):
-    quantize.check_method(acfg.method)
     bits, group = int(acfg.bits), int(acfg.group_size)
-    if bits not in (4, 8):
-        raise TruError(f"attack.bits={bits}; choose 8 or 4")
+    quantize.check_method(acfg.method, bits, ctx.device.type == "cuda")
     index = list(range(len(ctx.rows)))
     questions = [ctx.fmt.prompt_ids(r["question"]) for r in ctx.rows]
     refs = [r["answer"] for r in ctx.rows]
-    if acfg.method == "bnb":
-        quantized = quantize.load_bnb(ctx.unlearned_path, bits, ctx.cfg.device)
-        control = quantize.load_bnb(ctx.original_path, bits, ctx.cfg.device)
-    else:
+    if acfg.method == "rtn":
         quantized = copy.deepcopy(ctx.unlearned)
         quantize.quantize_model_(quantized, bits, group)
         control = copy.deepcopy(ctx.original)  # the quantized original: what rounding alone does
         quantize.quantize_model_(control, bits, group)
+    else:  # GPTQ and AWQ calibrate on retain text, never on the forget set they would leak
+        calibration = [benchmark.row_text(r) for r in ctx.retain_rows[:int(acfg.calibration_items)]]
+        quantized, control = (quantize.load_quantized(acfg.method, path, bits, group, ctx.cfg.device, calibration)
+                              for path in (ctx.unlearned_path, ctx.original_path))
+        for model in (quantized, control):  # as loading.load sets it: batched generation pads
+            model.generation_config.pad_token_id = ctx.unlearned.generation_config.pad_token_id
     attacked = ctx.scores(quantized, questions, refs)
     control_scores = ctx.scores(control, questions, refs)
     extra = {"bits": bits, "original_quantized_forget_rougeL_recall": _mean([c["rougeL_recall"] for c in control_scores]),
@@ -308,8 +309,9 @@ def run(cfg: DictConfig, recorder) -> None:
 
     acfg = cfg.attack
     names = list(acfg.suite) if acfg.name == "suite" else [acfg.name]
-    if acfg.name == "quantize":  # fail before loading anything
-        quantize.check_method(acfg.method)
+    if "quantize" in names:  # fail before loading anything
+        qcfg = acfg if acfg.name == "quantize" else acfg.settings.quantize
+        quantize.check_method(qcfg.method, qcfg.bits, cfg.device.accelerator == "cuda")
     unlearned = cfg.model.path or artifacts.unlearned(cfg, artifacts.finetuned(cfg, "full"),
                                                       artifacts.targets(cfg) if cfg.method.use_targets else None)[0]
     original = acfg.reference_model or artifacts.finetuned(cfg, "full")
