@@ -194,8 +194,7 @@ def attack_icl(ctx, acfg):
 
 
 def attack_quantize(ctx, acfg):
-    bits, group = int(acfg.bits), int(acfg.group_size)
-    quantize.check_method(acfg.method, bits, ctx.device.type == "cuda")
+    bits, group = int(acfg.bits), int(acfg.group_size)  # method and bits were checked by run()
     index = list(range(len(ctx.rows)))
     questions = [ctx.fmt.prompt_ids(r["question"]) for r in ctx.rows]
     refs = [r["answer"] for r in ctx.rows]
