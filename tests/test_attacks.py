@@ -11,6 +11,9 @@ from tru_cli.attacks import prompts, quantize
 from tru_cli.attacks.recovery import recovery
 from tru_cli.errors import TruError
 
+needs_bitsandbytes = pytest.mark.skipif(importlib.util.find_spec("bitsandbytes") is None,
+                                        reason="bitsandbytes is part of the test install (.[dev,quantize])")
+
 
 def test_recovery_on_hand_made_numbers():
     assert recovery(attacked=0.2, unlearned=0.2, original=1.0) == 0.0
@@ -47,8 +50,8 @@ def test_quantizer_choices_refuse_in_one_line(monkeypatch):
         quantize.check_method("bnb", 4, on_cuda=False)
 
 
+@needs_bitsandbytes
 def test_old_bitsandbytes_refuses_the_cpu(monkeypatch):
-    pytest.importorskip("bitsandbytes", reason="bitsandbytes is part of the test install (.[dev,quantize])")
     monkeypatch.setattr(quantize.importlib.metadata, "version", lambda name: "0.45.0")
     with pytest.raises(TruError, match=r"bitsandbytes>=0.50 \(installed: 0.45.0\); upgrade it or use device=cuda"):
         quantize.check_method("bnb", 4, on_cuda=False)
@@ -103,12 +106,12 @@ def test_attack_missing_a_package_fails_in_one_line_before_loading(tmp_path):
     assert not (tmp_path / ".tru_store").exists()  # nothing was trained or loaded first
 
 
+@needs_bitsandbytes
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", [8, 4])
 def test_bitsandbytes_quantization_attack_runs_on_this_device(tmp_path, bits):
     """LLM.int8 and NF4 through transformers' BitsAndBytesConfig: real bitsandbytes layers, on the CPU
     here (bitsandbytes >= 0.50) and on CUDA at GPU sites."""
-    pytest.importorskip("bitsandbytes", reason="bitsandbytes is part of the test install (.[dev,quantize])")
     run_tru(["attack", "attack=quantize", "attack.method=bnb", f"attack.bits={bits}", *SMALL,
              f"hydra.run.dir={tmp_path / 'run'}"], tmp_path)
     m = results(tmp_path / "run")["metrics"]
@@ -133,8 +136,8 @@ def test_gptq_and_awq_attacks_run_where_gptqmodel_is_installed(tmp_path, method)
     assert 0 <= m["attack/quantize/retain_rougeL_recall"] <= 1
 
 
+@needs_bitsandbytes
 def test_bitsandbytes_layers_replace_the_linear_layers(tmp_path):
-    pytest.importorskip("bitsandbytes", reason="bitsandbytes is part of the test install (.[dev,quantize])")
     import bitsandbytes as bnb
     from omegaconf import OmegaConf
     from transformers import LlamaConfig, LlamaForCausalLM

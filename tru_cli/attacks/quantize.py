@@ -24,10 +24,11 @@ from packaging.version import Version
 
 from tru_cli.errors import TruError
 
+GPTQ_INSTALL = "pip install 'tru-cli[gptq]' (it brings a CUDA torch)"
 # method -> (the import names it needs, the install command that brings them)
 PACKAGES = {"bnb": (("bitsandbytes",), "pip install 'bitsandbytes>=0.50'"),
-            "gptq": (("gptqmodel", "optimum"), "pip install 'tru-cli[gptq]' (it brings a CUDA torch)"),
-            "awq": (("gptqmodel",), "pip install 'tru-cli[gptq]' (it brings a CUDA torch)")}
+            "gptq": (("gptqmodel", "optimum"), GPTQ_INSTALL),
+            "awq": (("gptqmodel",), GPTQ_INSTALL)}
 BITS = {"rtn": (4, 8), "bnb": (4, 8), "gptq": (4, 8), "awq": (4,)}
 # bitsandbytes runs its int8/NF4 kernels on the CPU from this release on (the one tru was tested with)
 BNB_CPU = Version("0.50")
@@ -53,8 +54,6 @@ def check_method(method: str, bits: int, on_cuda: bool) -> None:
 def load_quantized(method: str, path: str, bits: int, group_size: int, device_cfg,
                    calibration: list[str]):
     """The checkpoint at `path`, quantized by `method` (bnb, gptq or awq) and ready to generate."""
-    from transformers import AutoTokenizer
-
     on_cuda = device_cfg.accelerator == "cuda"
     if method == "awq":
         with tempfile.TemporaryDirectory(prefix="tru-awq-") as tmp:
@@ -68,7 +67,7 @@ def load_quantized(method: str, path: str, bits: int, group_size: int, device_cf
         config = (BitsAndBytesConfig(load_in_8bit=True) if bits == 8 else
                   BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute))
     else:
-        from transformers import GPTQConfig
+        from transformers import AutoTokenizer, GPTQConfig
 
         logging.getLogger("optimum.gptq").setLevel(logging.WARNING)  # one INFO line per layer otherwise
         config = GPTQConfig(bits=bits, group_size=group_size, dataset=calibration,
