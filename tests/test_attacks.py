@@ -122,6 +122,14 @@ def test_bitsandbytes_quantization_attack_runs_on_this_device(tmp_path, bits):
     assert len(logs) == 20  # every forget item of the smoke benchmark
 
 
+def test_gptq_without_calibration_items_fails_in_one_line(tmp_path):
+    proc = run_tru(["attack", "attack=quantize", "attack.method=gptq", "attack.calibration_items=0",
+                    "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
+    assert proc.returncode == 1
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "error: attack.calibration_items=0; gptq needs at least 1 retain item to calibrate on (128 is the default)"]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["gptq", "awq"])
 def test_gptq_and_awq_attacks_run_where_gptqmodel_is_installed(tmp_path, method):

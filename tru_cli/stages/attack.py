@@ -205,6 +205,9 @@ def attack_quantize(ctx, acfg):
         quantize.quantize_model_(control, bits, group)
     else:  # GPTQ and AWQ calibrate on retain text, never on the forget set they would leak
         calibration = [benchmark.row_text(r) for r in ctx.retain_rows[:int(acfg.calibration_items)]]
+        if not calibration and acfg.method != "bnb":
+            raise TruError(f"attack.method={acfg.method} calibrates on retain text and this benchmark's retain "
+                           f"set is empty; add its retain file or use attack.method=rtn|bnb")
         quantized, control = (quantize.load_quantized(acfg.method, path, bits, group, ctx.cfg.device, calibration)
                               for path in (ctx.unlearned_path, ctx.original_path))
         for model in (quantized, control):  # as loading.load sets it: batched generation pads
@@ -310,6 +313,9 @@ def run(cfg: DictConfig, recorder) -> None:
     names = list(acfg.suite) if acfg.name == "suite" else [acfg.name]
     if "quantize" in names:  # fail before loading anything
         qcfg = acfg if acfg.name == "quantize" else acfg.settings.quantize
+        if qcfg.method in ("gptq", "awq") and int(qcfg.calibration_items) < 1:
+            raise TruError(f"attack.calibration_items={qcfg.calibration_items}; {qcfg.method} needs at least "
+                           f"1 retain item to calibrate on (128 is the default)")
         quantize.check_method(qcfg.method, qcfg.bits, cfg.device.accelerator == "cuda")
     unlearned = cfg.model.path or artifacts.unlearned(cfg, artifacts.finetuned(cfg, "full"),
                                                       artifacts.targets(cfg) if cfg.method.use_targets else None)[0]
