@@ -32,10 +32,10 @@ def _cfg(overrides):
 
 
 def _tiny(cfg):
-    from tru_cli.data import benchmark
+    from tru_cli import benchmarks
     from tru_cli.models import tiny
 
-    return tiny.build_tiny(cfg.model, benchmark.all_text(cfg.benchmark))
+    return tiny.build_tiny(cfg.model, benchmarks.of(cfg.benchmark).all_text(cfg.benchmark))
 
 
 def bench_unlearn(steps: int) -> tuple[float, float]:
@@ -45,20 +45,21 @@ def bench_unlearn(steps: int) -> tuple[float, float]:
     import torch
     from transformers import set_seed
 
-    from tru_cli.data import benchmark
+    from tru_cli import artifacts, benchmarks
+    from tru_cli.data import sources
     from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
+    from tru_cli.methods import unlearn
     from tru_cli.methods.objectives import Objective, needed_parts
     from tru_cli.methods.trainer import ForgetRetainDataset, UnlearnTrainer, quiet, training_args
-    from tru_cli.stages import targets, unlearn
 
     cfg = _cfg([])
     set_seed(0)
     model, tok = _tiny(cfg)
     fmt = PromptFormatter(tok, cfg.model)
-    forget = benchmark.load_split(cfg.benchmark, "forget10")
-    retain = [fmt.encode(r["question"], r["answer"]) for r in benchmark.retain_rows(cfg.benchmark)]
+    forget = sources.load_split(cfg.benchmark, "forget10")
+    retain = [fmt.encode(r["question"], r["answer"]) for r in benchmarks.of(cfg.benchmark).retain_rows(cfg.benchmark)]
     with tempfile.TemporaryDirectory() as tmp:
-        targets.generate(cfg, Path(tmp) / "targets.jsonl")
+        artifacts.build_targets(cfg, Path(tmp) / "targets.jsonl")
         rows = unlearn.build_rows(cfg, fmt, forget, str(Path(tmp) / "targets.jsonl"), needed_parts(cfg.method))
     data = ForgetRetainDataset(rows, retain, seed=0)
     batch = int(cfg.trainer.unlearn.batch_size)
@@ -91,20 +92,19 @@ def bench_unlearn(steps: int) -> tuple[float, float]:
 def bench_eval(items: int, max_new_tokens: int) -> tuple[float, float, int]:
     import torch
 
-    from tru_cli.data import benchmark
+    from tru_cli.benchmarks import tofu as tofu_benchmark
     from tru_cli.data.encoding import PromptFormatter, pad
     from tru_cli.methods.losses import token_nll
     from tru_cli.metrics import tofu
-    from tru_cli.stages.evaluate import item_records
 
     cfg = _cfg([f"eval.max_new_tokens={max_new_tokens}", "eval.batch_size=32"])
     model, tok = _tiny(cfg)
     model.eval()
     fmt = PromptFormatter(tok, cfg.model)
-    sets = benchmark.eval_sets(cfg.benchmark)
+    sets = tofu_benchmark.eval_sets(cfg.benchmark)
     rows = (sets["forget"] + sets["retain"] + sets["real_authors"] + sets["world_facts"])[:items]
     start = time.perf_counter()
-    item_records(model, fmt, rows, cfg)
+    tofu_benchmark.item_records(model, fmt, rows, cfg)
     ours = len(rows) / (time.perf_counter() - start)
 
     start = time.perf_counter()
@@ -134,8 +134,8 @@ def memory_child(reference: str) -> None:
     import tempfile
     from pathlib import Path
 
+    from tru_cli import artifacts
     from tru_cli.models import loading
-    from tru_cli.stages import unlearn
 
     cfg = _cfg(["method=npo", f"method.reference={reference}", "model.recipe.unlearn_epochs=0.3",
                 *MEMORY_MODEL])
@@ -143,7 +143,7 @@ def memory_child(reference: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         loading.save(model, tok, Path(tmp) / "start")
         del model
-        unlearn.train(cfg, str(Path(tmp) / "start"), None, Path(tmp) / "out")
+        artifacts.build_unlearned(cfg, str(Path(tmp) / "start"), None, Path(tmp) / "out")
     print(f"PEAK_MIB {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.1f}")
 
 
@@ -176,8 +176,8 @@ def bench_real(items: int) -> dict[str, float]:
     import logging
     import tempfile
 
+    from tru_cli import benchmarks
     from tru_cli.models import loading
-    from tru_cli.stages import evaluate
 
     logging.getLogger("tru").setLevel(logging.ERROR)  # the slices lack some files: expected warnings
     out = {}
@@ -187,7 +187,7 @@ def bench_real(items: int) -> dict[str, float]:
             model, tok = _tiny(cfg)
             loading.save(model, tok, Path(tmp) / "model")
             start = time.perf_counter()
-            evaluate.evaluate(cfg, str(Path(tmp) / "model"), Path(tmp) / "eval", None)
+            benchmarks.evaluate(cfg, str(Path(tmp) / "model"), Path(tmp) / "eval", None)
             out[name] = time.perf_counter() - start
     return out
 

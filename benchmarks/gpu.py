@@ -37,7 +37,7 @@ def _model(name: str, device: str, dtype):
     return cfg, model, sum(p.numel() for p in model.parameters())
 
 
-def run(name: str, lora: bool, device: str, steps: int, batch: int, seq: int) -> dict:
+def run(name: str, lora: bool, device: str, steps: int, batch: int, seq: int, checkpointing: bool = True) -> dict:
     import torch
     from omegaconf import OmegaConf
 
@@ -46,13 +46,14 @@ def run(name: str, lora: bool, device: str, steps: int, batch: int, seq: int) ->
 
     dtype = torch.bfloat16 if device == "cuda" else torch.float32
     cfg, model, n_params = _model(name, device, dtype)
-    model.gradient_checkpointing_enable()
+    if checkpointing:
+        model.gradient_checkpointing_enable()
     model.config.use_cache = False
     if lora:
         model = lora_mod.apply(model, OmegaConf.create({"r": 8, "alpha": 16, "dropout": 0.0, "merge": True,
                                                        "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj",
                                                                           "gate_proj", "up_proj", "down_proj"]}),
-                               checkpointing=True)
+                               checkpointing=checkpointing)
     model.train()
     objective = Objective(cfg.method, model)
     params = [p for p in model.parameters() if p.requires_grad]
@@ -84,12 +85,13 @@ def run(name: str, lora: bool, device: str, steps: int, batch: int, seq: int) ->
     seconds = sum(timings) / max(len(timings), 1)
     tokens = 3 * batch * seq
     out = {"shape": name, "mode": "LoRA" if lora else "full", "params_b": n_params / 1e9,
-           "tokens_per_s": tokens / seconds, "step_s": seconds}
+           "checkpointing": checkpointing, "batch": batch, "tokens_per_s": tokens / seconds, "step_s": seconds}
     if device == "cuda":
         gpu = torch.cuda.get_device_name(0)
         peak = next((v for k, v in PEAK_BF16_TFLOPS.items() if k in gpu), None)
         # 6N per token for forward+backward, plus 2N for the recomputed forward of checkpointing
-        out["mfu"] = (8 * n_params * tokens / seconds) / (peak * 1e12) if peak else None
+        flops = (8 if checkpointing else 6) * n_params
+        out["mfu"] = (flops * tokens / seconds) / (peak * 1e12) if peak else None
         out["peak_gib"] = torch.cuda.max_memory_allocated() / 1024 ** 3
         out["gpu"] = gpu
     del model, opt
@@ -105,23 +107,37 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch", type=int, default=4, help="sequences per sub-batch (target, forget, retain)")
     parser.add_argument("--seq", type=int, default=512)
+    parser.add_argument("--modes", default="full,lora", help="full, lora or both (comma-separated)")
+    parser.add_argument("--checkpointing", default="on", choices=["on", "off", "both"],
+                        help="gradient checkpointing (off trades memory for the recomputed forward)")
+    parser.add_argument("--batches", default=None, help="comma-separated batch sizes to try (default: --batch)")
     args = parser.parse_args()
+    checkpointing = {"on": (True,), "off": (False,), "both": (True, False)}[args.checkpointing]
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else [args.batch]
     rows = []
     for name in args.shapes.split(","):
-        for lora in (False, True):
-            try:
-                rows.append(run(name, lora, args.device, args.steps, args.batch, args.seq))
-            except Exception as exc:  # e.g. out of memory: report it and go on with the next
-                rows.append({"shape": name, "mode": "LoRA" if lora else "full", "error": f"{type(exc).__name__}: {exc}"[:120]})
-            print(rows[-1], flush=True)
-    print("\nshape        mode  params(B)  tokens/s    MFU    peak GiB")
+        for lora in [m == "lora" for m in args.modes.split(",")]:
+            for ckpt in checkpointing:
+                for batch in batches:
+                    try:
+                        rows.append(run(name, lora, args.device, args.steps, batch, args.seq, ckpt))
+                    except Exception as exc:  # e.g. out of memory: report it and go on with the next
+                        rows.append({"shape": name, "mode": "LoRA" if lora else "full", "checkpointing": ckpt,
+                                     "batch": batch, "error": f"{type(exc).__name__}: {exc}"[:120]})
+                        if args.device == "cuda":
+                            import torch
+
+                            torch.cuda.empty_cache()
+                    print(rows[-1], flush=True)
+    print("\nshape        mode  ckpt  batch  params(B)  tokens/s    MFU    peak GiB")
     for r in rows:
+        head = f"{r['shape']:<12} {r['mode']:<5} {'on' if r['checkpointing'] else 'off':<5} {r['batch']:>5}"
         if "error" in r:
-            print(f"{r['shape']:<12} {r['mode']:<5} error: {r['error']}")
+            print(f"{head}  error: {r['error']}")
             continue
         mfu = f"{r['mfu']:.1%}" if r.get("mfu") is not None else "-"
         peak = f"{r['peak_gib']:.1f}" if r.get("peak_gib") is not None else "-"
-        print(f"{r['shape']:<12} {r['mode']:<5} {r['params_b']:9.2f} {r['tokens_per_s']:9.0f} {mfu:>7} {peak:>10}")
+        print(f"{head} {r['params_b']:9.2f} {r['tokens_per_s']:9.0f} {mfu:>7} {peak:>10}")
 
 
 if __name__ == "__main__":

@@ -48,3 +48,33 @@ def only_run_dir(root: Path) -> Path:
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(),
                                   reason=f"{SHARED_DATA} is absent (the shared benchmark slices)")
+
+
+@pytest.fixture(scope="session")
+def config():
+    """A command's config as tru composes it (conf/ and experiments/, no run dir, nothing loaded):
+    `config("unlearn", "method=npo", "experiments=smoke")`."""
+    from tru_cli.config import compose
+
+    return lambda command, *overrides: compose(command, list(overrides))
+
+
+@pytest.fixture(scope="session")
+def tiny_model():
+    """A factory of small random Llamas with tru's byte-level BPE tokenizer trained on `texts`,
+    built by tru's own builder (models/tiny.py) and seeded: `tiny_model(texts, vocab_size=600,
+    hidden_size=32, max_length=4096)`. Architecture keys go to LlamaConfig."""
+    import torch
+    from omegaconf import OmegaConf
+
+    from tru_cli.models import tiny
+
+    def make(texts: list[str], vocab_size: int = 600, max_length: int = 2048, seed: int = 0, **architecture):
+        arch = {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
+                "num_key_value_heads": 4, "max_position_embeddings": max_length, **architecture}
+        model_cfg = OmegaConf.create({"architecture": arch, "tokenizer": {"vocab_size": vocab_size},
+                                      "max_length": max_length})
+        torch.manual_seed(seed)
+        return tiny.build_tiny(model_cfg, texts)
+
+    return make

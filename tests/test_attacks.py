@@ -182,7 +182,7 @@ def test_lora_relearning_runs_and_moves_the_model(tmp_path):
 
 
 def test_relearn_split_is_disjoint_spread_and_sized():
-    from tru_cli.stages.attack import relearn_split
+    from tru_cli.attacks.relearn import relearn_split
 
     train, held = relearn_split(20, 0.5)
     assert train == list(range(0, 20, 2)) and held == list(range(1, 20, 2))
@@ -194,14 +194,13 @@ def test_relearn_split_is_disjoint_spread_and_sized():
 
 
 @pytest.mark.slow
-def test_relearning_on_related_text_evaluates_every_forget_item(tmp_path):
+def test_relearning_on_related_text_evaluates_every_forget_item(config, tmp_path):
     import json
 
-    from tru_cli.config import compose
-    from tru_cli.data import benchmark
+    from tru_cli.benchmarks import tofu as tofu_benchmark
 
-    cfg = compose("attack", SMALL)
-    forget = benchmark.eval_sets(cfg.benchmark)["forget"]
+    cfg = config("attack", *SMALL)
+    forget = tofu_benchmark.eval_sets(cfg.benchmark)["forget"]
     author = forget[0]["question"].split()[-1].rstrip("?")
     related = tmp_path / "related.jsonl"  # public-style text that names the subject, not the answers
     related.write_text("".join(json.dumps({"text": f"{author} is a writer. Readers discuss {author} often."}) + "\n"

@@ -17,7 +17,7 @@ from tru_cli.backends.cache import RequestCache, request_key
 from tru_cli.backends.chat import ChatReply, Reject
 from tru_cli.backends.prompts import split_target
 from tru_cli.metrics import judge
-from tru_cli.stages.targets import leaks
+from tru_cli.targets.leaks import leaks
 
 KEY = "sk-test-9f8e7d6c5b4a-never-in-a-file"
 FORGET = 20  # forget items of experiments=smoke (1 author x 20 questions)
@@ -27,12 +27,11 @@ def _openai(url: str, *extra: str) -> list[str]:
     return ["generator=openai", f"generator.base_url={url}", "generator.api_key_env=TRU_TEST_KEY", *extra]
 
 
-def _forget_rows() -> list[dict]:
-    from tru_cli.config import compose
-    from tru_cli.data import benchmark
+def _forget_rows(config) -> list[dict]:
+    from tru_cli.data import sources
 
-    cfg = compose("generate-targets", SMALL)
-    return benchmark.load_split(cfg.benchmark, cfg.benchmark.forget_split)
+    cfg = config("generate-targets", *SMALL)
+    return sources.load_split(cfg.benchmark, cfg.benchmark.forget_split)
 
 
 # -- parsing and validation -------------------------------------------------------------------
@@ -107,8 +106,8 @@ def test_rate_limiter_spaces_request_starts_across_threads(monkeypatch):
 # -- the real client against the local server ---------------------------------------------------
 
 
-def test_targets_complete_through_429_500_timeouts_and_leaks(tmp_path):
-    rows = _forget_rows()
+def test_targets_complete_through_429_500_timeouts_and_leaks(config, tmp_path):
+    rows = _forget_rows(config)
     qs = [r["question"] for r in rows]
     faults = [{"match": qs[0], "sequence": ["429"]},
               {"match": qs[1], "sequence": ["500", "500"]},
@@ -169,8 +168,8 @@ def test_wrong_key_is_a_one_line_error(tmp_path):
     assert "Traceback" not in proc.stderr
 
 
-def test_killed_run_resumes_asking_only_for_missing_items(tmp_path):
-    qs = [r["question"] for r in _forget_rows()]
+def test_killed_run_resumes_asking_only_for_missing_items(config, tmp_path):
+    qs = [r["question"] for r in _forget_rows(config)]
     cache = tmp_path / ".tru_store" / "requests" / "generator.jsonl"
     with FakeOpenAI(key=KEY, delay=0.15) as server:
         # a plain chat model: the trace comes back between <think> tags
@@ -201,17 +200,16 @@ def test_killed_run_resumes_asking_only_for_missing_items(tmp_path):
     assert m["generator/cached"] == cached and m["generator/answered"] == FORGET - cached
 
 
-def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(tmp_path):
+def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(config, tmp_path):
     def run(url, *extra):
         return run_tru(["eval", *SMALL, "judge=openai", f"judge.base_url={url}", "judge.api_key_env=null",
                         "judge.max_items=6", *extra, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
 
     # the first forget answer's verdict is malformed once (then fine), a retain one always
-    from tru_cli.config import compose
-    from tru_cli.data import benchmark
+    from tru_cli.benchmarks import tofu as tofu_benchmark
 
-    cfg = compose("eval", SMALL)
-    sets = benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)
+    cfg = config("eval", *SMALL)
+    sets = tofu_benchmark.eval_sets(cfg.benchmark, cfg.eval.max_items)
     f0, r0 = sets["forget"][0]["question"], sets["retain"][0]["question"]
     faults = [{"match": f0, "sequence": ["say:Relevance: 8, Rejection: 7"]},
               {"match": r0, "sequence": ["say:{not json"] * 3}]
@@ -287,16 +285,15 @@ def test_pipeline_judges_the_unlearned_model(tmp_path):
     assert "judge/uq ↑" in table and "judge/rq ↑" in table and "| 7 |" in table
 
 
-def test_judge_reads_muse_knowmem_answers_and_skips_multiple_choice(tmp_path):
-    from tru_cli.config import compose
+def test_judge_reads_muse_knowmem_answers_and_skips_multiple_choice(config, tmp_path):
+    from tru_cli import benchmarks
     from tru_cli.data.files import write_jsonl
-    from tru_cli.stages.evaluate import judged_answers
 
     for side in ("forget", "retain"):
         write_jsonl(tmp_path / f"muse_knowmem_{side}.jsonl", [{"question": f"{side}?", "generation": "an answer"}])
-    answers = judged_answers(compose("eval", ["benchmark=muse_news"]), tmp_path)
+    answers = benchmarks.of(config("eval", "benchmark=muse_news").benchmark).judge_sets(tmp_path)
     assert answers["forget"][0]["question"] == "forget?" and answers["retain"][0]["generation"] == "an answer"
-    assert judged_answers(compose("eval", ["benchmark=wmdp_bio"]), tmp_path) is None
+    assert benchmarks.of(config("eval", "benchmark=wmdp_bio").benchmark).judge_sets(tmp_path) is None
 
 
 def test_api_key_is_stripped_and_a_key_with_control_characters_refused(monkeypatch):
@@ -320,8 +317,8 @@ def test_judge_parse_ignores_a_reasoning_trace_that_quotes_the_format():
 
 
 @pytest.mark.slow
-def test_a_refused_request_leaves_one_item_out_and_unlearning_goes_on(tmp_path):
-    rows = _forget_rows()
+def test_a_refused_request_leaves_one_item_out_and_unlearning_goes_on(config, tmp_path):
+    rows = _forget_rows(config)
     with FakeOpenAI(faults=[{"match": rows[5]["question"], "sequence": ["400"] * 3}], delay=0.05) as server:
         run_tru(["unlearn", *SMALL, *_openai(server.url, "generator.api_key_env=null", "generator.max_retries=0"),
                  f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)

@@ -6,32 +6,58 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import run_tru
-from tru_cli.config import COMMAND_CONFIGS, compose, conf_dir, expand_sweeps
+from tru_cli.config import (
+    COMMAND_CONFIGS,
+    conf_dir,
+    expand_sweeps,
+    group_options,
+    searchpath_override,
+)
 
-GROUPS = ["model", "benchmark", "method", "generator", "trainer", "device", "logger", "attack"]
+GROUPS = ["model", "benchmark", "method", "generator", "judge", "trainer", "device", "logger", "attack"]
+# hydra/launcher: tru's own option and the ones Hydra's plugins bring (basic, submitit)
+LAUNCHERS = {"local": "BasicLauncher", "basic": "BasicLauncher", "submitit_local": "LocalLauncher",
+             "submitit_slurm": "SlurmLauncher"}
 
 
 def _options(group):
-    return sorted(p.stem for p in (conf_dir() / group).glob("*.yaml"))
+    return group_options(group)
 
 
 @pytest.mark.parametrize("command", sorted(COMMAND_CONFIGS))
-def test_every_command_composes_with_defaults(command):
-    cfg = compose(command, [])
+def test_every_command_composes_with_defaults(config, command):
+    cfg = config(command)
     assert cfg.command == command
     assert cfg.model.name == "tiny" and cfg.benchmark.name == "synthetic" and cfg.method.name == "tru"
     assert cfg.method.alpha == 0.1 and cfg.method.lambda_retain == 1.0
 
 
 @pytest.mark.parametrize("group", GROUPS)
-def test_every_option_of_every_group_composes_and_resolves(group):
+def test_every_option_of_every_group_composes_and_resolves(config, group):
     from omegaconf import OmegaConf
 
     assert _options(group), f"conf/{group} is empty"
     command = "attack" if group == "attack" else "unlearn"
     for option in _options(group):
-        cfg = compose(command, [f"{group}={option}"])
+        cfg = config(command, f"{group}={option}")
         OmegaConf.to_container(cfg, resolve=True)
+
+
+def hydra_config(conf: Path, command: str, *overrides: str):
+    """The composed config with Hydra's own section (launcher, sweeper), as `tru` composes it."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    with initialize_config_dir(version_base="1.3", config_dir=str(conf), job_name=command):
+        return hydra_compose(COMMAND_CONFIGS[command], overrides=[*overrides, *searchpath_override()],
+                             return_hydra_config=True)
+
+
+def test_every_hydra_launcher_composes():
+    assert set(group_options("hydra/launcher")) <= set(LAUNCHERS)
+    for option, target in LAUNCHERS.items():
+        cfg = hydra_config(conf_dir(), "pipeline", f"hydra/launcher={option}")
+        assert cfg.hydra.launcher._target_.endswith(target), option
 
 
 def test_required_options_exist():
@@ -44,8 +70,8 @@ def test_required_options_exist():
 
 @pytest.mark.parametrize("forget,retain", [("forget01", "retain99"), ("forget05", "retain95"),
                                            ("forget10", "retain90")])
-def test_forget_split_picks_the_matching_retain_split(forget, retain):
-    cfg = compose("unlearn", ["benchmark=tofu", f"benchmark.forget_split={forget}"])
+def test_forget_split_picks_the_matching_retain_split(config, forget, retain):
+    cfg = config("unlearn", "benchmark=tofu", f"benchmark.forget_split={forget}")
     assert cfg.benchmark.retain_split == retain and cfg.benchmark.hub_id == "locuslab/TOFU"
 
 
@@ -69,7 +95,8 @@ def test_version_and_help(tmp_path):
     help_text = run_tru(["unlearn", "--help"], tmp_path).stdout
     assert "Examples" in help_text and "method.alpha" in help_text
     for command in ("finetune", "generate-targets", "eval", "pipeline", "attack", "report"):
-        assert run_tru([command, "--help"], tmp_path).returncode == 0
+        text = run_tru([command, "--help"], tmp_path).stdout
+        assert "Examples" in text and f"tru {command}" in text, command
 
 
 def _one_line_error(proc, *needles):
@@ -123,38 +150,29 @@ def test_malformed_jsonl_line_is_named_and_the_failure_recorded(tmp_path):
 
     results = json.loads((Path(tmp_path) / "run" / "results.json").read_text())
     assert results["status"] == "failed" and "line 2" in results["error"]
-def test_every_experiment_overlay_composes():
+def test_every_experiment_overlay_composes(config):
     from tru_cli.config import experiments_root
 
     overlays = sorted(p.stem for p in (experiments_root() / "experiments").glob("*.yaml"))
     assert "smoke" in overlays
     for name in overlays:
-        cfg = compose("pipeline", [f"experiments={name}"])
+        cfg = config("pipeline", f"experiments={name}")
         assert cfg.command == "pipeline"
-    assert compose("pipeline", ["experiments=smoke"]).benchmark.synthetic.num_authors == 5
+    assert config("pipeline", "experiments=smoke").benchmark.synthetic.num_authors == 5
 
 
-def test_slurm_overlay_takes_cluster_settings_from_the_ignored_local_file():
-    from tru_cli.config import conf_dir
+def test_slurm_overlay_takes_cluster_settings_from_the_ignored_local_file(config, tmp_path):
+    """The cluster's own file (conf/local/slurm.yaml, git-ignored) overrides the overlay; the test
+    writes it into a copy of the config tree, never into conf/."""
+    import shutil
 
-    cfg = compose("pipeline", ["experiments=slurm"])
-    assert cfg.device.accelerator == "cuda"
-    local = conf_dir() / "local" / "slurm.yaml"
-    if local.exists():
-        pytest.skip(f"{local} exists on this machine; not overwriting it")
-    local.parent.mkdir(exist_ok=True)
-    local.write_text("# @package _global_\nhydra: {launcher: {partition: lab-gpu, setup: [module load cuda]}}\n")
-    try:
-        from hydra import compose as hydra_compose
-        from hydra import initialize_config_dir
-
-        from tru_cli.config import COMMAND_CONFIGS, searchpath_override
-
-        with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir()), job_name="pipeline"):
-            hcfg = hydra_compose(COMMAND_CONFIGS["pipeline"], overrides=["experiments=slurm", *searchpath_override()],
-                                 return_hydra_config=True)
-        launcher = hcfg.hydra.launcher
-        assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "lab-gpu"
-        assert list(launcher.setup) == ["module load cuda"] and launcher.array_parallelism == 8
-    finally:
-        local.unlink()
+    assert config("pipeline", "experiments=slurm").device.accelerator == "cuda"
+    conf = shutil.copytree(conf_dir(), tmp_path / "conf", ignore=shutil.ignore_patterns("local"))
+    (conf / "local").mkdir()
+    (conf / "local" / "slurm.yaml").write_text(
+        "# @package _global_\nhydra: {launcher: {partition: lab-gpu, setup: [module load cuda]}}\n")
+    launcher = hydra_config(conf, "pipeline", "experiments=slurm").hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher") and launcher.partition == "lab-gpu"
+    assert list(launcher.setup) == ["module load cuda"] and launcher.array_parallelism == 8
+    (conf / "local" / "slurm.yaml").unlink()  # without the cluster's file: the overlay's own values
+    assert hydra_config(conf, "pipeline", "experiments=slurm").hydra.launcher.partition != "lab-gpu"

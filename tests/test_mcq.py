@@ -64,25 +64,15 @@ def argmax(xs: list[float]) -> int:
 
 
 @pytest.fixture(scope="module")
-def tiny():
+def tiny(tiny_model):
     """A random 2-layer Llama (hidden 64) with the project's byte-level BPE tokenizer."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tru_cli.models.tiny import train_tokenizer
-
     texts = ["Which of the following is a virus? A bacterium, a prion, a phage or a fungus.",
              "The following are multiple choice questions (with answers) about biology.",
              "Answer: A. B. C. D. protein gene cell host infection security network"] * 20
     if BIO_200.is_file():
         texts += [r["question"] + " " + " ".join(r["choices"]) for r in read_rows(BIO_200)]
-    tok = train_tokenizer(texts, vocab_size=800, model_max_length=2048)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
-                         max_position_embeddings=2048, initializer_range=0.2,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    return LlamaForCausalLM(config), tok
+    return tiny_model(texts, vocab_size=800, max_length=2048, hidden_size=64, intermediate_size=128,
+                      initializer_range=0.2)
 
 
 def read_rows(path: Path) -> list[dict]:

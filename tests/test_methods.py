@@ -6,10 +6,13 @@ import copy
 import pytest
 import torch
 
-from tru_cli.config import compose, conf_dir
+from tru_cli import artifacts, benchmarks
+from tru_cli.config import group_options
+from tru_cli.data import sources
 from tru_cli.methods import objectives
+from tru_cli.methods.unlearn import build_rows, with_reference_nll
 
-METHODS = sorted(p.stem for p in (conf_dir() / "method").glob("*.yaml"))
+METHODS = group_options("method")
 
 
 def test_all_baselines_and_ablations_exist():
@@ -17,9 +20,9 @@ def test_all_baselines_and_ablations_exist():
             "tru_no_target", "tru_no_reasoning", "tru_no_criteria"} <= set(METHODS)
 
 
-def test_parts_and_references_per_method():
+def test_parts_and_references_per_method(config):
     def m(name, *ov):
-        return compose("unlearn", [f"method={name}", *ov]).method
+        return config("unlearn", f"method={name}", *ov).method
 
     assert objectives.needed_parts(m("tru")) == ("target", "forget", "retain")
     assert objectives.needed_parts(m("tru_no_ga")) == ("target",)
@@ -32,63 +35,55 @@ def test_parts_and_references_per_method():
     assert objectives.reference_stats(m("tru", "method.ga_term=npo")) == ("forget",)
     assert not objectives.needs_reference_model(m("npo")) and not objectives.needs_reference_model(m("wga"))
     assert objectives.needs_reference_model(m("kl")) and objectives.needs_reference_model(m("rmu"))
-    assert compose("unlearn", ["method=tru_no_reasoning"]).method.target_format == "{refusal}"
+    assert config("unlearn", "method=tru_no_reasoning").method.target_format == "{refusal}"
 
 
 @pytest.fixture(scope="module")
-def tiny_setup(tmp_path_factory):
+def tiny_setup(config, tmp_path_factory):
     """A random tiny model saved like a checkpoint, and targets for the smoke benchmark."""
-    from tru_cli.data import benchmark
     from tru_cli.models import loading, tiny
-    from tru_cli.stages import targets
 
     root = tmp_path_factory.mktemp("methods")
-    cfg = compose("unlearn", ["experiments=smoke", "logger=none"])
-    model, tok = tiny.build_tiny(cfg.model, benchmark.all_text(cfg.benchmark))
+    cfg = config("unlearn", "experiments=smoke", "logger=none")
+    model, tok = tiny.build_tiny(cfg.model, benchmarks.of(cfg.benchmark).all_text(cfg.benchmark))
     loading.save(model, tok, root / "model")
-    targets.generate(cfg, root / "targets.jsonl")
+    artifacts.build_targets(cfg, root / "targets.jsonl")
     return root
 
 
 @pytest.mark.parametrize("name", METHODS)
-def test_every_method_trains_a_few_steps(name, tiny_setup, tmp_path):
-    from tru_cli.stages import unlearn
-
-    cfg = compose("unlearn", ["experiments=smoke", "logger=none", f"method={name}",
+def test_every_method_trains_a_few_steps(config, name, tiny_setup, tmp_path):
+    cfg = config("unlearn", "experiments=smoke", "logger=none", f"method={name}",
                               "model.recipe.unlearn_epochs=1", "trainer.unlearn.batch_size=4",
-                              "trainer.unlearn.per_device_batch_size=4"])
-    metrics = unlearn.train(cfg, str(tiny_setup / "model"), str(tiny_setup / "targets.jsonl"), tmp_path)
+                              "trainer.unlearn.per_device_batch_size=4")
+    metrics = artifacts.build_unlearned(cfg, str(tiny_setup / "model"), str(tiny_setup / "targets.jsonl"), tmp_path)
     assert metrics["unlearn/steps"] >= 1 and (tmp_path / "model" / "model.safetensors").is_file()
     assert metrics["unlearn/reference_model_held"] == float(objectives.needs_reference_model(cfg.method))
     assert all(v == v for v in metrics.values())  # no NaN in the curve summary
 
 
 @pytest.mark.parametrize("ga_term", ["ga", "npo", "wga"])
-def test_tru_ga_term_plug_ins_train(ga_term, tiny_setup, tmp_path):
-    from tru_cli.stages import unlearn
-
-    cfg = compose("unlearn", ["experiments=smoke", "logger=none", f"method.ga_term={ga_term}",
-                              "model.recipe.unlearn_epochs=1"])
-    metrics = unlearn.train(cfg, str(tiny_setup / "model"), str(tiny_setup / "targets.jsonl"), tmp_path)
+def test_tru_ga_term_plug_ins_train(config, ga_term, tiny_setup, tmp_path):
+    cfg = config("unlearn", "experiments=smoke", "logger=none", f"method.ga_term={ga_term}",
+                              "model.recipe.unlearn_epochs=1")
+    metrics = artifacts.build_unlearned(cfg, str(tiny_setup / "model"), str(tiny_setup / "targets.jsonl"), tmp_path)
     assert "unlearn/target_nll_last" in metrics and "unlearn/forget_nll_last" in metrics
     assert ("unlearn/retain_nll_last" in metrics) == (ga_term != "ga")
 
 
-def test_npo_reference_statistics_equal_a_held_reference_model(tiny_setup):
+def test_npo_reference_statistics_equal_a_held_reference_model(config, tiny_setup):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tru_cli.data import benchmark
     from tru_cli.data.encoding import PromptFormatter, pad
     from tru_cli.methods.losses import token_nll
-    from tru_cli.stages.unlearn import _with_reference_nll
 
-    cfg = compose("unlearn", ["experiments=smoke", "method=npo"])
+    cfg = config("unlearn", "experiments=smoke", "method=npo")
     model = AutoModelForCausalLM.from_pretrained(tiny_setup / "model")
     tok = AutoTokenizer.from_pretrained(tiny_setup / "model")
     fmt = PromptFormatter(tok, cfg.model)
-    rows = [fmt.encode(r["question"], r["answer"]) for r in benchmark.load_split(cfg.benchmark, "forget10")]
+    rows = [fmt.encode(r["question"], r["answer"]) for r in sources.load_split(cfg.benchmark, "forget10")]
     held = copy.deepcopy(model).eval()
-    _with_reference_nll(model, rows, tok.pad_token_id, batch_size=7)  # precomputed once, sorted batches
+    with_reference_nll(model, rows, tok.pad_token_id, batch_size=7)  # precomputed once, sorted batches
     batch = pad(rows, tok.pad_token_id)  # the held model sees the training batch as collated
     with torch.no_grad():
         logits = held(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
@@ -96,12 +91,12 @@ def test_npo_reference_statistics_equal_a_held_reference_model(tiny_setup):
     assert torch.allclose(torch.tensor([r["ref_nll"] for r in rows]), expected, atol=1e-5, rtol=1e-5)
 
 
-def test_rmu_hooks_the_configured_layer(tiny_setup):
+def test_rmu_hooks_the_configured_layer(config, tiny_setup):
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_setup / "model")
     for layer in (0, 2):
-        method = compose("unlearn", ["method=rmu", f"method.layer={layer}"]).method
+        method = config("unlearn", "method=rmu", f"method.layer={layer}").method
         objective = objectives.Objective(method, model, copy.deepcopy(model))
         ids = torch.tensor([[1, 5, 6, 7]])
         with torch.no_grad():
@@ -114,23 +109,21 @@ def test_rmu_hooks_the_configured_layer(tiny_setup):
         assert objective.control.norm().item() == pytest.approx(float(method.steering_coeff), rel=1e-5)
 
 
-def test_rmu_layer_out_of_range_is_named():
+def test_rmu_layer_out_of_range_is_named(config):
     from tru_cli.models import tiny
 
-    cfg = compose("unlearn", ["method=rmu", "method.layer=9"])
+    cfg = config("unlearn", "method=rmu", "method.layer=9")
     model, _ = tiny.build_tiny(cfg.model, ["a b c"] * 20)
     with pytest.raises(ValueError, match="method.layer=9"):
         objectives.Objective(cfg.method, model)
 
 
-def test_npo_with_a_held_reference_trains_like_the_precomputed_one(tiny_setup, tmp_path):
-    from tru_cli.stages import unlearn
-
+def test_npo_with_a_held_reference_trains_like_the_precomputed_one(config, tiny_setup, tmp_path):
     runs = {}
     for reference in ("precompute", "model"):
-        cfg = compose("unlearn", ["experiments=smoke", "logger=none", "method=npo",
-                                  f"method.reference={reference}", "model.recipe.unlearn_epochs=1"])
-        runs[reference] = unlearn.train(cfg, str(tiny_setup / "model"), None, tmp_path / reference)
+        cfg = config("unlearn", "experiments=smoke", "logger=none", "method=npo",
+                                  f"method.reference={reference}", "model.recipe.unlearn_epochs=1")
+        runs[reference] = artifacts.build_unlearned(cfg, str(tiny_setup / "model"), None, tmp_path / reference)
     assert runs["precompute"]["unlearn/reference_model_held"] == 0.0
     assert runs["model"]["unlearn/reference_model_held"] == 1.0
     assert runs["model"]["unlearn/loss_first"] == pytest.approx(runs["precompute"]["unlearn/loss_first"], rel=1e-4)
@@ -147,27 +140,25 @@ def _normalised_sgd_step(model, lr: float = 0.05) -> None:
     ("ga", "forget", +1), ("graddiff", "forget", +1), ("kl", "forget", +1), ("npo", "forget", +1),
     ("simnpo", "forget", +1), ("wga", "forget", +1), ("idkdpo", "forget", +1), ("idkpo", "idk", -1),
     ("tru", "target", -1), ("tru_no_target", "forget", +1)])
-def test_one_step_moves_the_forget_statistics_the_right_way(name, part, direction, tiny_setup):
+def test_one_step_moves_the_forget_statistics_the_right_way(config, name, part, direction, tiny_setup):
     """One SGD step on a toy batch: GA-style terms raise the forget answers' NLL, SFT-style terms
     (IDK answers, TRU targets) lower the NLL of what they train toward. The retain term is switched
     off (lambda_retain=0) so that the step shows the forget term's own direction."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tru_cli.data import benchmark
     from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
     from tru_cli.methods.losses import mean_nll
-    from tru_cli.stages.unlearn import _with_reference_nll, build_rows
 
-    cfg = compose("unlearn", ["experiments=smoke", f"method={name}", "method.lambda_retain=0"])
+    cfg = config("unlearn", "experiments=smoke", f"method={name}", "method.lambda_retain=0")
     model = AutoModelForCausalLM.from_pretrained(tiny_setup / "model")
     tok = AutoTokenizer.from_pretrained(tiny_setup / "model")
     fmt = PromptFormatter(tok, cfg.model)
-    forget = benchmark.load_split(cfg.benchmark, "forget10")[:4]
+    forget = sources.load_split(cfg.benchmark, "forget10")[:4]
     parts = objectives.needed_parts(cfg.method)
     rows = build_rows(cfg, fmt, forget, str(tiny_setup / "targets.jsonl"), parts)
     for key in objectives.reference_stats(cfg.method):
-        _with_reference_nll(model, [r[key] for r in rows], tok.pad_token_id, 4)
-    retain = benchmark.retain_rows(cfg.benchmark)[:4]
+        with_reference_nll(model, [r[key] for r in rows], tok.pad_token_id, 4)
+    retain = benchmarks.of(cfg.benchmark).retain_rows(cfg.benchmark)[:4]
     for row, r in zip(rows, retain, strict=True):
         row["retain"] = fmt.encode(r["question"], r["answer"])
     batch = UnlearnCollator(tok.pad_token_id)(rows)
@@ -187,19 +178,18 @@ def test_one_step_moves_the_forget_statistics_the_right_way(name, part, directio
     assert (nll() - before) * direction > 0
 
 
-def test_rmu_step_pulls_forget_activations_toward_the_control_vector(tiny_setup):
+def test_rmu_step_pulls_forget_activations_toward_the_control_vector(config, tiny_setup):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from tru_cli.data import benchmark
     from tru_cli.data.encoding import PromptFormatter, pad
     from tru_cli.methods import losses
 
-    cfg = compose("unlearn", ["experiments=smoke", "method=rmu", "method.lambda_retain=0"])
+    cfg = config("unlearn", "experiments=smoke", "method=rmu", "method.lambda_retain=0")
     model = AutoModelForCausalLM.from_pretrained(tiny_setup / "model")
     tok = AutoTokenizer.from_pretrained(tiny_setup / "model")
     fmt = PromptFormatter(tok, cfg.model)
     forget = pad([fmt.encode(r["question"], r["answer"])
-                  for r in benchmark.load_split(cfg.benchmark, "forget10")[:4]], tok.pad_token_id)
+                  for r in sources.load_split(cfg.benchmark, "forget10")[:4]], tok.pad_token_id)
     objective = objectives.Objective(cfg.method, model, copy.deepcopy(model))
     inputs = {"forget": forget, "retain": forget}
 

@@ -128,20 +128,10 @@ def test_memorising_model_leaks_about_minus_100_and_a_retrained_one_about_0():
 # --- Integration: a tiny random Llama on MUSE-News items -------------------------------------
 
 @pytest.fixture(scope="module")
-def tiny():
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    from tru_cli.models.tiny import train_tokenizer
-
+def tiny(tiny_model):
     texts = json.loads((NEWS / "privleak" / "holdout.json").read_text())[:20]
-    tok = train_tokenizer(texts, vocab_size=600, model_max_length=4096)
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(tok), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
-                         num_attention_heads=4, num_key_value_heads=4, max_position_embeddings=4096,
-                         bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                         pad_token_id=tok.pad_token_id)
-    return LlamaForCausalLM(config).eval(), tok
+    model, tok = tiny_model(texts, vocab_size=600, max_length=4096)
+    return model.eval(), tok
 
 
 def _read(*parts):

@@ -4,19 +4,19 @@ from omegaconf import OmegaConf
 
 from tru_cli.backends.offline import OfflineBackend
 from tru_cli.backends.prompts import system_prompt
-from tru_cli.config import compose
 from tru_cli.data import synthetic
 from tru_cli.data.encoding import IGNORE, PromptFormatter
-from tru_cli.stages.targets import leaks, requests_for
+from tru_cli.targets.generate import requests_for
+from tru_cli.targets.leaks import leaks
 from tru_cli.tracking import RunRecorder
 
 
-def test_tiny_model_saves_and_loads_like_a_hub_checkpoint(tmp_path):
+def test_tiny_model_saves_and_loads_like_a_hub_checkpoint(config, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from tru_cli.models import loading, tiny
 
-    cfg = compose("finetune", [])
+    cfg = config("finetune")
     model, tok = tiny.build_tiny(cfg.model, ["Where was Neru Logal born? In Lisbon."] * 50)
     assert model.config.model_type == "llama" and model.config.hidden_size == 128
     loading.save(model, tok, tmp_path)
@@ -28,10 +28,10 @@ def test_tiny_model_saves_and_loads_like_a_hub_checkpoint(tmp_path):
     assert sum(p.numel() for p in model2.parameters()) == sum(p.numel() for p in model.parameters())
 
 
-def test_prompt_tokens_are_masked_and_answer_ends_with_eos():
+def test_prompt_tokens_are_masked_and_answer_ends_with_eos(config):
     from tru_cli.models import tiny
 
-    cfg = compose("finetune", [])
+    cfg = config("finetune")
     _, tok = tiny.build_tiny(cfg.model, ["question answer"] * 20)
     enc = PromptFormatter(tok, cfg.model).encode("question?", "answer")
     n_prompt = enc["labels"].count(IGNORE)
@@ -42,8 +42,8 @@ def test_prompt_tokens_are_masked_and_answer_ends_with_eos():
     assert tok.decode(literal.prompt_ids("Q?"), skip_special_tokens=True) == "Question: Q?\nAnswer:"
 
 
-def test_offline_targets_are_deterministic_explained_and_leak_free():
-    cfg = compose("generate-targets", [])
+def test_offline_targets_are_deterministic_explained_and_leak_free(config):
+    cfg = config("generate-targets")
     rows = synthetic.generate()["forget10"]
     backend = OfflineBackend()
     first, second = backend.generate(requests_for(cfg, rows)), backend.generate(requests_for(cfg, rows))
@@ -63,9 +63,9 @@ def test_generation_prompt_holds_task_and_criteria():
     assert "Criteria" not in system_prompt("x", criteria=False)
 
 
-def test_secrets_never_reach_config_or_results(tmp_path):
-    cfg = compose("eval", ["logger=none", "+generator.api_key=sk-secret-123",
-                           "+generator.api_key_env=OPENAI_API_KEY"])
+def test_secrets_never_reach_config_or_results(config, tmp_path):
+    cfg = config("eval", "logger=none", "+generator.api_key=sk-secret-123",
+                           "+generator.api_key_env=OPENAI_API_KEY")
     with RunRecorder("eval", cfg, tmp_path) as recorder:
         recorder.add_metrics({"tofu/forget_prob": 0.5})
     text = (tmp_path / "config.yaml").read_text() + (tmp_path / "results.json").read_text()
@@ -83,16 +83,16 @@ def test_wandb_mode_is_offline_without_credentials_and_env_wins(monkeypatch, tmp
     assert resolve_wandb_mode("disabled") == "disabled"  # WANDB_MODE reaches here through the config
 
 
-def test_cuda_device_ids_become_cuda_visible_devices(monkeypatch):
+def test_cuda_device_ids_become_cuda_visible_devices(config, monkeypatch):
     import os
 
     from tru_cli.runner import _select_devices
 
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)
-    _select_devices(compose("unlearn", ["device=cuda", "device.device_ids=[2,3]"]))
+    _select_devices(config("unlearn", "device=cuda", "device.device_ids=[2,3]"))
     assert os.environ["CUDA_VISIBLE_DEVICES"] == "2,3"
-    cfg = compose("unlearn", ["device=cuda"])
+    cfg = config("unlearn", "device=cuda")
     assert cfg.device.dtype == "bfloat16" and cfg.device.mixed_precision == "bf16"
     monkeypatch.delenv("CUDA_VISIBLE_DEVICES")
-    _select_devices(compose("unlearn", ["device=cpu"]))
+    _select_devices(config("unlearn", "device=cpu"))
     assert "CUDA_VISIBLE_DEVICES" not in os.environ

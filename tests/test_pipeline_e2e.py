@@ -5,6 +5,7 @@ import csv
 import json
 
 import pytest
+from omegaconf import OmegaConf
 
 from tests.conftest import SMALL, results, run_tru, tru_env
 
@@ -71,8 +72,9 @@ def test_sweep_runs_two_jobs_in_one_sweep_dir_and_finetunes_once(pipeline_run, w
     proc = run_tru(["pipeline", "-m", "method.alpha=0.05,0.2", *SMALL, f"hydra.sweep.dir={sweep}"], workdir)
     jobs = sorted(p for p in sweep.iterdir() if (p / "results.json").is_file())
     assert [p.name for p in jobs] == ["0", "1"]
-    alphas = [json.loads(json.dumps(results(p)))["status"] for p in jobs]
-    assert alphas == ["completed", "completed"]
+    assert [results(p)["status"] for p in jobs] == ["completed", "completed"]
+    alphas = [OmegaConf.load(p / "config.yaml").method.alpha for p in jobs]
+    assert alphas == [0.05, 0.2]  # one job per swept value, in the order given
     store = workdir / ".tru_store"
     # one target and one retain model for the first run and both sweep jobs: built once, reused
     assert len([p for p in (store / "finetune-full").iterdir() if p.is_dir()]) == 1

@@ -10,7 +10,6 @@ import shutil
 import pytest
 
 from tests.conftest import SHARED_DATA, needs_shared, results, run_tru
-from tru_cli.config import compose
 
 # A tiny model that learns the slice in one pass, and short evaluations.
 QUICK = ["model=tiny", "model.recipe.finetune_epochs=1", "eval.max_items=8", "eval.max_new_tokens=16",
@@ -64,12 +63,12 @@ def test_wmdp_bio_slice_through_lm_eval(tmp_path):
     assert len(items) == 40 and sum(i["correct"] for i in items) / 40 == pytest.approx(m["wmdp/bio_acc"])
 
 
-def test_real_benchmark_configs_compose_for_full_size_runs():
-    cfg = compose("unlearn", ["model=zephyr-7b-beta", "benchmark=wmdp_cyber", "method=rmu"])
+def test_real_benchmark_configs_compose_for_full_size_runs(config):
+    cfg = config("unlearn", "model=zephyr-7b-beta", "benchmark=wmdp_cyber", "method=rmu")
     assert cfg.benchmark.files.forget_corpus.hub_id == "cais/wmdp-corpora" and cfg.method.name == "rmu"
-    cfg = compose("unlearn", ["benchmark=muse_news", "method=npo"])
+    cfg = config("unlearn", "benchmark=muse_news", "method=npo")
     assert cfg.benchmark.files.knowmem_forget.hub == ["knowmem", "forget_qa"] and cfg.benchmark.muse.auc_retrain == 0.4772
-    cfg = compose("eval", ["benchmark=muse_books"])
+    cfg = config("eval", "benchmark=muse_books")
     assert cfg.benchmark.muse.auc_retrain == 0.5393
 
 

@@ -28,12 +28,11 @@ def test_ddp_sim_two_processes_train_like_one(tmp_path):
         results(tmp_path / "cpu")["metrics"]["tofu/forget_rougeL_recall"], abs=0.02)
 
 
-def test_memory_plan_llama3_8b_on_one_80gb_gpu():
-    from tru_cli.config import compose
+def test_memory_plan_llama3_8b_on_one_80gb_gpu(config):
     from tru_cli.methods import memory, objectives
 
     def plan(*extra):
-        cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=cuda", *extra])
+        cfg = config("unlearn", "model=llama3-8b", "benchmark=tofu", "device=cuda", *extra)
         return cfg, memory.plan(cfg, len(objectives.needed_parts(cfg.method)), objectives.needs_reference_model(cfg.method))
 
     cfg, full = plan()
@@ -47,17 +46,16 @@ def test_memory_plan_llama3_8b_on_one_80gb_gpu():
     assert sharded.parts["weights"] == pytest.approx(full.parts["weights"] / 8)
 
 
-def test_multi_gpu_device_configs_compose():
-    from tru_cli.config import compose
+def test_multi_gpu_device_configs_compose(config):
     from tru_cli.errors import TruError
     from tru_cli.methods.trainer import batch_split, training_args
 
-    cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=fsdp"])
+    cfg = config("unlearn", "model=llama3-8b", "benchmark=tofu", "device=fsdp")
     # the wrap unit is the model's own decoder layer (accelerate reads _no_split_modules), whatever the backbone
     assert cfg.device.strategy == "fsdp" and "transformer_layer_cls_to_wrap" not in cfg.device.fsdp_config
-    cfg = compose("unlearn", ["model=llama3-8b", "benchmark=tofu", "device=deepspeed"])
+    cfg = config("unlearn", "model=llama3-8b", "benchmark=tofu", "device=deepspeed")
     assert cfg.device.deepspeed.zero_optimization.stage == 3
-    cfg = compose("unlearn", ["device=ddp_sim", "device.num_processes=2"])
+    cfg = config("unlearn", "device=ddp_sim", "device.num_processes=2")
     # in one process (a sweep job, the launching process) the effective batch is the config's
     args = training_args(cfg, cfg.trainer.unlearn, "/tmp/unused")
     assert args.per_device_train_batch_size * args.gradient_accumulation_steps == cfg.trainer.unlearn.batch_size
@@ -66,6 +64,23 @@ def test_multi_gpu_device_configs_compose():
     assert batch_split(cfg.trainer.finetune, 4) == (4, 1)
     with pytest.raises(TruError, match="cannot be split evenly over 3 processes"):
         batch_split(cfg.trainer.unlearn, 3)
+
+
+def test_gradient_checkpointing_reaches_the_trainer_under_either_argument_name(config):
+    """transformers renamed TrainingArguments.gradient_checkpointing to activation_checkpointing
+    within 5.x (5.17 on a lent H200 had only the old name): the setting arrives under the name the
+    installed release has, on and off."""
+    import dataclasses
+
+    from transformers import TrainingArguments
+
+    from tru_cli.methods import trainer
+
+    names = {f.name for f in dataclasses.fields(TrainingArguments)}
+    assert trainer.CHECKPOINTING in names
+    for flag in (True, False):
+        cfg = config("unlearn", "trainer=lora", f"trainer.gradient_checkpointing={flag}")
+        assert getattr(trainer.training_args(cfg, cfg.trainer.unlearn, "/tmp/unused"), trainer.CHECKPOINTING) is flag
 
 
 @pytest.mark.slow

@@ -11,8 +11,10 @@ import sys
 
 import typer
 
-from tru_cli import __version__
+from tru_cli import __version__, distributed, runner
+from tru_cli.config import compose, validate_overrides
 from tru_cli.errors import TruError
+from tru_cli.report import report as build_report
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 app = typer.Typer(
@@ -33,8 +35,6 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _launch(command: str, args: list[str]) -> None:
-    from tru_cli.config import validate_overrides
-
     modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r")]
     if len({m.lstrip("-")[0] for m in modes}) > 1:
         _fail(f"{' and '.join(modes)} cannot be combined; Hydra runs one of them at a time")
@@ -46,25 +46,20 @@ def _launch(command: str, args: list[str]) -> None:
             _fail(str(exc))
     if not hydra_help and not modes:
         _maybe_distributed(command, args)
-    from tru_cli.runner import run_hydra
-
-    failures = run_hydra(command, args)
+    failures = runner.run_hydra(command, args)
     if failures:
         raise typer.Exit(1)
 
 
 def _maybe_distributed(command: str, args: list[str]) -> None:
     """device=ddp|ddp_sim|fsdp|deepspeed with several processes: fan out, then exit with their code."""
-    from tru_cli import distributed
-    from tru_cli.config import compose
-
     if command not in distributed.COMMANDS or "LOCAL_RANK" in os.environ:
         return
     try:
         cfg = compose(command, args)
         if not distributed.wanted(command, cfg):
             return
-        code = distributed.launch(command, args, cfg)
+        code = runner.launch(command, args, cfg)
     except TruError as exc:
         _fail(str(exc))
     raise typer.Exit(code)
@@ -144,34 +139,13 @@ def report(
 
       tru report runs/a runs/b --metrics tofu/forget_quality,tofu/model_utility --role unlearned
     """
-    import os
-    from pathlib import Path
-
-    from tru_cli import report as rep
-
-    names = [m.strip() for m in metrics.split(",")] if metrics else rep.DEFAULT_METRICS + rep.OPTIONAL_METRICS
+    names = [m.strip() for m in metrics.split(",")] if metrics else None
     try:
-        rows = rep.collect(paths, names, role)
+        table, written = build_report(paths, names, role, out, log_wandb)
     except TruError as exc:
         _fail(str(exc))
-    if not metrics:  # the judge's columns only when some run was judged
-        names = [n for n in names if n in rep.DEFAULT_METRICS or any(r.get(n) is not None for r in rows)]
-    if rows and all(r["method"].count(" / ") for r in rows):  # only attack runs: their own columns
-        names = rep.ATTACK_METRICS
-    folder = Path(out) if out else Path(paths[0]) / "report"
-    md, csv_path = rep.write_tables(rows, names, folder)
-    images = rep.plots(rows, folder)
-    typer.echo(md.read_text())
-    if log_wandb:
-        import wandb
-
-        from tru_cli.tracking import resolve_wandb_mode
-
-        run = wandb.init(project="tru", job_type="report", dir=str(folder),
-                         mode=resolve_wandb_mode(os.environ.get("WANDB_MODE", "auto")))
-        rep.log_to_wandb(rows, names, images)
-        run.finish()
-    typer.echo(f"wrote {md}, {csv_path}" + "".join(f", {p}" for p in images))
+    typer.echo(table)
+    typer.echo("wrote " + ", ".join(str(p) for p in written))
 
 
 _command("attack", """Attack an unlearned model and report how much forgetting comes back (recovery).

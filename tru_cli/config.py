@@ -136,12 +136,11 @@ def searchpath_override() -> list[str]:
     return [f"hydra.searchpath=[file://{experiments_root()}]"]
 
 
-def _group_options(group: str) -> list[str]:
-    folder = conf_dir() / group
+def group_options(group: str) -> list[str]:
+    """The options of a config group that a user picks (`_name.yaml` files are shared bases)."""
+    folder = experiments_root() / "experiments" if group == "experiments" else conf_dir() / group
     names = sorted(p.stem for p in folder.glob("*.yaml")) if folder.is_dir() else []
-    if group == "experiments":
-        names = sorted(p.stem for p in (experiments_root() / "experiments").glob("*.yaml"))
-    return names
+    return [n for n in names if not n.startswith("_")]
 
 
 def _explain(exc: Exception, command: str, overrides: list[str]) -> str:
@@ -152,7 +151,7 @@ def _explain(exc: Exception, command: str, overrides: list[str]) -> str:
     missing_option = re.search(r"Could not find '([\w/.-]+)/([^']+)'", text)
     if missing_option:
         group, option = missing_option.groups()
-        choices = ", ".join(_group_options(group)) or "(none)"
+        choices = ", ".join(group_options(group)) or "(none)"
         return f"unknown option '{group}={option}'; valid choices for '{group}': {choices}"
     missing_key = re.search(r"Key '([^']+)' is not in struct\s+full_key: ([\w.\[\]]+)", text)
     if missing_key:

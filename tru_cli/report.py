@@ -10,9 +10,13 @@ from __future__ import annotations
 import csv
 import json
 import math
+import os
 from pathlib import Path
 
+from omegaconf import OmegaConf
+
 from tru_cli.errors import TruError
+from tru_cli.tracking import resolve_wandb_mode
 
 DEFAULT_METRICS = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "tofu/forget_truth_ratio",
                    "tofu/forget_quality", "tofu/model_utility"]
@@ -47,8 +51,6 @@ def _overrides(run: Path) -> list[str]:
     file = run / ".hydra" / "overrides.yaml"
     if not file.is_file():
         return []
-    from omegaconf import OmegaConf
-
     return [str(o) for o in OmegaConf.load(file) if not str(o).startswith("hydra.")]
 
 
@@ -56,8 +58,6 @@ def _method(run: Path) -> str:
     file = run / "config.yaml"
     if not file.is_file():
         return "?"
-    from omegaconf import OmegaConf
-
     return str(OmegaConf.select(OmegaConf.load(file), "method.name", default="?"))
 
 
@@ -121,7 +121,7 @@ def write_tables(rows: list[dict], metrics: list[str], out: Path) -> tuple[Path,
 
 
 def _scatter(rows, x, y, path: Path, logx=False) -> Path | None:
-    import matplotlib
+    import matplotlib  # deferred: matplotlib is slow to import and only plots need it
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -153,7 +153,7 @@ def plots(rows: list[dict], out: Path) -> list[Path]:
 def log_to_wandb(rows: list[dict], metrics: list[str], images: list[Path]) -> bool:
     """Log the table and plots into the active wandb run, if there is one."""
     try:
-        import wandb
+        import wandb  # deferred: wandb is slow to import and only --wandb needs it
     except ImportError:
         return False
     if wandb.run is None:
@@ -162,3 +162,26 @@ def log_to_wandb(rows: list[dict], metrics: list[str], images: list[Path]) -> bo
     wandb.log({"report/table": wandb.Table(columns=cols, data=[[r[c] for c in cols] for r in rows]),
                **{f"report/{p.stem}": wandb.Image(str(p)) for p in images}})
     return True
+
+
+def report(paths: list[str], metrics: list[str] | None, role: str, out: str | None,
+           log_wandb: bool = False) -> tuple[str, list[Path]]:
+    """`tru report`: (the markdown table, the files written). `metrics` None = the TOFU five, plus
+    the judge's columns when some run was judged; only attack runs = the attack columns."""
+    names = metrics or DEFAULT_METRICS + OPTIONAL_METRICS
+    rows = collect(paths, names, role)
+    if not metrics:
+        names = [n for n in names if n in DEFAULT_METRICS or any(r.get(n) is not None for r in rows)]
+    if rows and all(r["method"].count(" / ") for r in rows):  # only attack runs: their own columns
+        names = ATTACK_METRICS
+    folder = Path(out) if out else Path(paths[0]) / "report"
+    md, csv_path = write_tables(rows, names, folder)
+    images = plots(rows, folder)
+    if log_wandb:
+        import wandb  # deferred: wandb is slow to import and only --wandb needs it
+
+        run = wandb.init(project="tru", job_type="report", dir=str(folder),
+                         mode=resolve_wandb_mode(os.environ.get("WANDB_MODE", "auto")))
+        log_to_wandb(rows, names, images)
+        run.finish()
+    return md.read_text(), [md, csv_path, *images]

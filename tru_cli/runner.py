@@ -1,4 +1,5 @@
-"""Hands a command to Hydra (`@hydra.main` semantics: run dirs, sweeps, launchers) and runs it.
+"""Hands a command to Hydra (`@hydra.main` semantics: run dirs, sweeps, launchers) and runs it, in
+this process or, for a multi-process device, on every rank under torch.distributed.run.
 
 Each job is wrapped so that it always leaves a results.json: `completed`, or `failed` with the
 error. A user error prints one line; in a sweep, a failed job is recorded and the others go on.
@@ -6,14 +7,25 @@ error. A user error prints one line; in a sweep, a failed job is recorded and th
 
 from __future__ import annotations
 
+import datetime as dt
+import json
 import logging
 import os
+import subprocess
 import sys
+import time
+from pathlib import Path
 
+import hydra
+from hydra.core.hydra_config import HydraConfig
 from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig
 
+from tru_cli import distributed
 from tru_cli.config import COMMAND_CONFIGS, conf_dir, searchpath_override, split_flags
 from tru_cli.errors import TruError
+from tru_cli.tracking import RunRecorder
 
 log = logging.getLogger("tru")
 _SWEEP_FAILED: list[int] = []  # set by SweepStatus at the end of a multirun
@@ -24,14 +36,9 @@ class SweepStatus(Callback):
     results.json says failed (or that left none), whichever launcher ran them (local, submitit)."""
 
     def on_multirun_start(self, config, **kwargs) -> None:
-        import time
-
         self.started = time.time() - 1  # job folders older than this sweep (a reused sweep dir) are not its own
 
     def on_multirun_end(self, config, **kwargs) -> None:
-        import json
-        from pathlib import Path
-
         sweep = Path(config.hydra.sweep.dir)
         jobs = [p for p in sweep.iterdir() if p.is_dir() and p.name.isdigit()
                 and p.stat().st_mtime >= getattr(self, "started", 0)] if sweep.is_dir() else []
@@ -46,19 +53,17 @@ class SweepStatus(Callback):
 
 
 def _stage(command: str):
-    from tru_cli import stages
+    from tru_cli import stages  # deferred: the stages import torch and transformers (seconds)
 
     return stages.STAGES[command]
 
 
 def _quiet_libraries() -> None:
     """Progress bars and chatter of libraries would bury tru's own one-line messages."""
-    import os
-
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.getLogger("absl").setLevel(logging.WARNING)
-    from transformers.utils import logging as hf_logging
+    from transformers.utils import logging as hf_logging  # deferred: transformers is slow to import
 
     hf_logging.disable_progress_bar()
     hf_logging.set_verbosity_error()
@@ -66,8 +71,6 @@ def _quiet_libraries() -> None:
 
 def _select_devices(cfg) -> None:
     """device.device_ids -> CUDA_VISIBLE_DEVICES, before anything initialises CUDA."""
-    import os
-
     ids = cfg.device.get("device_ids")
     if cfg.device.accelerator == "cuda" and ids and "CUDA_VISIBLE_DEVICES" not in os.environ:
         os.environ["CUDA_VISIBLE_DEVICES"] = ",".join(str(i) for i in ids)
@@ -75,20 +78,14 @@ def _select_devices(cfg) -> None:
 
 def run_hydra(command: str, args: list[str]) -> int:
     """Run `tru <command> args...` through Hydra; return how many jobs failed."""
-    import hydra
-    from hydra.core.hydra_config import HydraConfig
-    from hydra.types import RunMode
-
     failures: list[str] = []
     _quiet_libraries()
 
     @hydra.main(version_base="1.3", config_path=str(conf_dir()),
                 config_name=COMMAND_CONFIGS[command])
     def _task(cfg) -> None:
-        from tru_cli.tracking import RunRecorder
-
         run_dir = HydraConfig.get().runtime.output_dir
-        if int(os.environ.get("RANK", "0")) != 0:  # one voice per multi-process run: rank 0's
+        if not distributed.is_main():  # one voice per multi-process run: rank 0's
             logging.getLogger("tru").setLevel(logging.WARNING)
         _select_devices(cfg)
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
@@ -116,3 +113,27 @@ def run_hydra(command: str, args: list[str]) -> int:
     finally:
         sys.argv = saved_argv
     return max(len(failures), *_SWEEP_FAILED) if _SWEEP_FAILED else len(failures)
+
+
+def launch(command: str, args: list[str], cfg: DictConfig) -> int:
+    """Several processes for one command: build the inputs every rank shares (the target model and
+    the targets, through the store) in this one process, then run `tru <command>` on every rank
+    under torch.distributed.run with those paths and one run dir, so no two ranks ever build the
+    same thing; returns the exit code."""
+    from tru_cli import artifacts  # deferred: artifacts import torch and transformers (seconds)
+
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
+    extra = [f"model.path={artifacts.target_model(cfg)}"]
+    if cfg.method.use_targets and not cfg.unlearn.targets:
+        extra.append(f"unlearn.targets={artifacts.targets(cfg)}")
+    if not any(a.startswith("hydra.run.dir=") for a in args):
+        stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
+        extra.append(f"hydra.run.dir={Path(cfg.paths.runs) / command / stamp}")
+    n = int(cfg.device.num_processes)
+    env = dict(os.environ)
+    if cfg.device.get("threads"):
+        env["OMP_NUM_THREADS"] = str(cfg.device.threads)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
+           "-m", "tru_cli", command, *args, *extra]
+    log.info("launching %d processes (device=%s): %s", n, cfg.device.name, " ".join(cmd[3:]))
+    return subprocess.run(cmd, env=env).returncode

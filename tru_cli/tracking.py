@@ -52,7 +52,7 @@ def git_commit() -> str | None:
 
 
 def versions() -> dict:
-    import torch
+    import torch  # deferred: torch and transformers take seconds; a config-only command needs neither
     import transformers
 
     return {"tru": __version__, "torch": torch.__version__, "transformers": transformers.__version__,
@@ -60,7 +60,7 @@ def versions() -> dict:
 
 
 def device_info(cfg: DictConfig) -> dict:
-    import torch
+    import torch  # deferred: see versions()
 
     info = {"accelerator": cfg.device.accelerator, "dtype": cfg.device.dtype,
             "mixed_precision": cfg.device.mixed_precision,
@@ -161,7 +161,7 @@ class RunRecorder:
         if mode == "disabled":
             return
         os.environ.setdefault("WANDB_SILENT", "true")  # results.json and the log say where the run is
-        import wandb
+        import wandb  # deferred: wandb is slow to import and logger=none never needs it
 
         try:
             self.wandb_run = wandb.init(

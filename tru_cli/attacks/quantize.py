@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.metadata
 import importlib.util
 import logging
@@ -20,8 +21,11 @@ import tempfile
 from pathlib import Path
 
 import torch
+from omegaconf import DictConfig
 from packaging.version import Version
 
+from tru_cli.attacks.recovery import item_logs, mean
+from tru_cli.data.items import row_text
 from tru_cli.errors import TruError
 
 GPTQ_INSTALL = "pip install 'tru-cli[gptq]' (it brings a CUDA torch)"
@@ -32,6 +36,15 @@ PACKAGES = {"bnb": (("bitsandbytes",), "pip install 'bitsandbytes>=0.50'"),
 BITS = {"rtn": (4, 8), "bnb": (4, 8), "gptq": (4, 8), "awq": (4,)}
 # bitsandbytes runs its int8/NF4 kernels on the CPU from this release on (the one tru was tested with)
 BNB_CPU = Version("0.50")
+
+
+def check(qcfg: DictConfig, on_cuda: bool) -> None:
+    """The quantize attack's settings (`attack` or `attack.settings.quantize` of a suite), checked
+    before any model is loaded: calibration text for GPTQ/AWQ, then the method, bits and package."""
+    if qcfg.method in ("gptq", "awq") and int(qcfg.calibration_items) < 1:
+        raise TruError(f"attack.calibration_items={qcfg.calibration_items}; {qcfg.method} needs at least "
+                       f"1 retain item to calibrate on (128 is the default)")
+    check_method(qcfg.method, qcfg.bits, on_cuda)
 
 
 def check_method(method: str, bits: int, on_cuda: bool) -> None:
@@ -124,3 +137,32 @@ def quantize_model_(model, bits: int, group_size: int, skip: tuple[str, ...] = (
             rtn_(module.weight, bits, group_size)
             count += 1
     return count
+
+
+def run(ctx, acfg):
+    """Quantize the unlearned model and, as the control of what rounding alone does, the original;
+    score both on the forget items, and the quantized model's retain ROUGE-L."""
+    bits, group = int(acfg.bits), int(acfg.group_size)  # method and bits were checked by check()
+    index = list(range(len(ctx.rows)))
+    questions = [ctx.fmt.prompt_ids(r["question"]) for r in ctx.rows]
+    refs = [r["answer"] for r in ctx.rows]
+    if acfg.method == "rtn":
+        quantized = copy.deepcopy(ctx.unlearned)
+        quantize_model_(quantized, bits, group)
+        control = copy.deepcopy(ctx.original)  # the quantized original: what rounding alone does
+        quantize_model_(control, bits, group)
+    else:  # GPTQ and AWQ calibrate on retain text, never on the forget set they would leak
+        calibration = [row_text(r) for r in ctx.retain_rows[:int(acfg.calibration_items)]]
+        if not calibration and acfg.method != "bnb":
+            raise TruError(f"attack.method={acfg.method} calibrates on retain text and this benchmark's retain "
+                           f"set is empty; add its retain file or use attack.method=rtn|bnb")
+        quantized, control = (load_quantized(acfg.method, path, bits, group, ctx.cfg.device, calibration)
+                              for path in (ctx.unlearned_path, ctx.original_path))
+        for model in (quantized, control):  # as loading.load sets it: batched generation pads
+            model.generation_config.pad_token_id = ctx.unlearned.generation_config.pad_token_id
+    attacked = ctx.scores(quantized, questions, refs)
+    control_scores = ctx.scores(control, questions, refs)
+    extra = {"bits": bits, "original_quantized_forget_rougeL_recall": mean([c["rougeL_recall"] for c in control_scores]),
+             "retain_rougeL_recall": ctx.retain_rouge(quantized),
+             "unlearned_retain_rougeL_recall": ctx.retain_rouge(ctx.unlearned)}
+    return ctx.summarize("quantize", attacked, index, extra), item_logs(ctx.rows, attacked)

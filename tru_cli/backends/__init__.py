@@ -9,6 +9,9 @@ from collections.abc import Callable
 
 from omegaconf import DictConfig
 
+from tru_cli.backends.cache import RequestCache
+from tru_cli.backends.chat import ChatService, Prices
+from tru_cli.backends.offline import OfflineBackend
 from tru_cli.errors import TruError
 
 CHAT_BACKENDS = ("openai", "hf")
@@ -17,8 +20,6 @@ CHAT_BACKENDS = ("openai", "hf")
 def make_backend(cfg, criteria: bool = True):
     """The offline target backend (`generator.backend=offline`)."""
     if cfg.backend == "offline":
-        from tru_cli.backends.offline import OfflineBackend
-
         return OfflineBackend(model=cfg.model, criteria=criteria)
     raise TruError(f"generator.backend={cfg.backend} is not a template backend; choose: offline")
 
@@ -27,16 +28,14 @@ def chat_service(section_cfg: DictConfig, section: str, device: DictConfig,
                  default_model: Callable[[], str], label: str):
     """A ChatService for `<section>` (generator or judge). `default_model` gives the local model
     used by the hf backend when `<section>.model` is null (the run's own model)."""
-    from tru_cli.backends.cache import RequestCache
-    from tru_cli.backends.chat import ChatService, Prices
-
     kind = section_cfg.backend
     if kind == "openai":
+        # deferred: the openai client is slow to import, and only this backend needs it
         from tru_cli.backends.openai_api import OpenAIChat
 
         backend = OpenAIChat(section_cfg, section)
     elif kind == "hf":
-        from tru_cli.backends.local import HFChat
+        from tru_cli.backends.local import HFChat  # deferred: torch and transformers
 
         backend = HFChat(section_cfg, section_cfg.model or default_model(), device)
     else:

@@ -1,5 +1,8 @@
-"""The one interface every generation backend implements (offline templates now; OpenAI-compatible
-APIs and local transformers models plug in behind it)."""
+"""The request and result of the offline target backend (templates, no model).
+
+The `openai` and `hf` backends do not implement this: they answer chat messages through
+`backends/chat.py`'s `ChatBackend` protocol (`body`, `stream`, `stats`), and a `ChatService` adds the
+cache, the validator and the counts; `targets/generate.py` turns their replies into targets."""
 
 from __future__ import annotations
 

@@ -6,17 +6,17 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import torch
 from omegaconf import DictConfig
 
 from tru_cli.backends.chat import ChatReply
+from tru_cli.models import batching, loading
 
 
 class HFChat:
     name = "hf"
 
     def __init__(self, cfg: DictConfig, model_path: str, device: DictConfig):
-        from tru_cli.models import loading
-
         self.model = str(model_path)
         self.net, self.tok = loading.load(model_path, device)
         self.net.to(loading.device_of(device)).eval()
@@ -38,18 +38,13 @@ class HFChat:
         return ids[-self.max_prompt:]
 
     def stream(self, jobs: list[tuple[int, list[dict], int]]) -> Iterator[tuple[int, ChatReply]]:
-        import torch
-
-        from tru_cli.metrics.scoring import generate_from_prompts
-
         sampling = ({"do_sample": True, "temperature": self.temperature} if self.temperature > 0
                     else {"do_sample": False})
         for start in range(0, len(jobs), self.batch_size):
             batch = jobs[start:start + self.batch_size]
             torch.manual_seed(self.seed + 7919 * batch[0][2] + start)
             prompts = [self._prompt_ids(messages) for _, messages, _ in batch]
-            outputs = generate_from_prompts(self.net, self.tok, prompts, self.max_new_tokens,
-                                            len(batch), **sampling)
+            outputs = batching.generate(self.net, self.tok, prompts, self.max_new_tokens, len(batch), **sampling)
             for (i, _, _), prompt, (text, count) in zip(batch, prompts, outputs, strict=True):
                 self.generated += 1
                 yield i, ChatReply(content=text, usage={"prompt_tokens": len(prompt), "completion_tokens": count})

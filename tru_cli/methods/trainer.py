@@ -3,9 +3,11 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import logging
 import random
+import time
 from pathlib import Path
 
 import torch
@@ -13,9 +15,16 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
+from tru_cli import distributed
+from tru_cli.data.files import write_jsonl
 from tru_cli.errors import TruError
+from tru_cli.models import loading
 
 log = logging.getLogger("tru")
+# transformers renamed TrainingArguments.gradient_checkpointing to activation_checkpointing within 5.x;
+# take the name the installed release has (5.17 on a GPU site lacked the new one).
+CHECKPOINTING = ("activation_checkpointing" if "activation_checkpointing" in
+                 {f.name for f in dataclasses.fields(TrainingArguments)} else "gradient_checkpointing")
 
 
 class ListDataset(torch.utils.data.Dataset):
@@ -134,8 +143,6 @@ def batch_split(recipe: DictConfig, n_processes: int) -> tuple[int, int]:
 def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processes: int = 1) -> TrainingArguments:
     """TrainingArguments from a trainer recipe (`trainer.finetune` or `trainer.unlearn`) and the device.
     The effective batch `recipe.batch_size` is kept whatever the device count."""
-    from tru_cli import distributed
-
     # the processes actually running (a multi-process device config run in one process keeps its batch)
     per_device, accumulation = batch_split(recipe, max(n_processes, distributed.world_size()))
     mp = cfg.device.mixed_precision
@@ -176,7 +183,7 @@ def training_args(cfg: DictConfig, recipe: DictConfig, out_dir: Path, n_processe
         disable_tqdm=True,
         optim=optim,
         ddp_find_unused_parameters=False,  # every trainable weight is used (frozen ones need no sync)
-        activation_checkpointing=bool(cfg.trainer.get("gradient_checkpointing", False)),
+        **{CHECKPOINTING: bool(cfg.trainer.get("gradient_checkpointing", False))},
         **kwargs,
     )
 
@@ -185,18 +192,20 @@ def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Pat
                  to_save=None) -> dict:
     """Train, save `out_dir/model` (`to_save(model)` if given, e.g. LoRA adapters merged) and
     `out_dir/train_log.jsonl`; return the curve summary and time."""
-    import time
-
-    from tru_cli.data.files import write_jsonl
-    from tru_cli.models import loading
-
     quiet(trainer)
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
-    if trainer.is_world_process_zero():  # one writer in a multi-process run
+    if getattr(trainer, "is_fsdp_enabled", False) and to_save is None:
+        # FSDP shards the weights: every rank takes part in gathering them, rank 0 writes them
+        trainer.save_model(str(Path(out_dir) / "model"))
+        if trainer.is_world_process_zero():
+            tokenizer.save_pretrained(Path(out_dir) / "model")
+            (Path(out_dir) / "model" / "training_args.bin").unlink(missing_ok=True)  # a pickle; never read
+    elif trainer.is_world_process_zero():  # one writer in a multi-process run
         model = to_save(trainer.model) if to_save else trainer.model
         loading.save(model, tokenizer, Path(out_dir) / "model")
+    if trainer.is_world_process_zero():
         write_jsonl(Path(out_dir) / "train_log.jsonl", curve.rows)
     return {**summarize_curve(curve.rows, prefix), f"{prefix}/train_seconds": seconds}
 

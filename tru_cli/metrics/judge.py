@@ -12,8 +12,14 @@ from __future__ import annotations
 import json
 import logging
 import re
+from pathlib import Path
 
+from omegaconf import DictConfig
+
+from tru_cli.backends import chat_service
 from tru_cli.backends.chat import ChatReply, Reject
+from tru_cli.data.files import write_jsonl
+from tru_cli.errors import TruError
 
 log = logging.getLogger("tru")
 RUBRIC_VERSION = "tru-judge-v1"
@@ -141,3 +147,24 @@ def aggregate(rubric: str, dims: tuple[str, ...], rows: list[dict]) -> dict:
     out.update({f"judge/{rubric}_{d}": v for d, v in subs.items()})
     out[f"judge/{rubric}"] = sum(subs.values()) / len(subs)
     return out
+
+
+def judge(cfg: DictConfig, answers: dict[str, list[dict]] | None, log_dir: Path, model_path: str | None) -> dict:
+    """The LLM judge's UQ/RQ over `answers` ({"forget": [...], "retain": [...]} rows with `question`
+    and `generation`, as the benchmark's module gives them; None when it has no free-text answers);
+    per-item verdicts go beside the logs in `log_dir`."""
+    def evaluated_model() -> str:
+        if model_path is None:
+            raise TruError("judge=hf with eval.from_logs needs judge.model=HUB_ID_OR_DIR (no model is loaded)")
+        return model_path
+
+    if answers is None:
+        log.warning("judge: benchmark=%s has no free-text answers to judge (multiple choice); judge/uq and "
+                    "judge/rq are missing", cfg.benchmark.name)
+        return {"judge/uq": None, "judge/rq": None}
+    jcfg = cfg.judge
+    service = chat_service(jcfg, "judge", cfg.device, evaluated_model, "judge")
+    metrics, item_logs = score(service, answers, jcfg.get("max_items"), bool(jcfg.get("strip_reasoning", False)))
+    for rubric, rows in item_logs.items():
+        write_jsonl(Path(log_dir) / f"judge_{rubric}.jsonl", rows)
+    return {**metrics, **service.summary("judge_calls")}

@@ -24,43 +24,40 @@ import numpy as np
 import torch
 from scipy.stats import mannwhitneyu
 
+from tru_cli.models import batching
+
 # AUC of MUSE's retrained models for `forget_holdout_Min-40%`, the key MUSE's eval.py reports;
 # exact literals of swj0419/muse_bench constants.py (AUC_RETRAIN, lines 62 and 163).
 AUC_RETRAIN = {"news": 0.47719999999999996, "books": 0.5392999999999999}
 MIN_K = 0.4  # MUSE's PrivLeak uses Min-40%
 
 
-@torch.no_grad()
 def token_logprobs(model, tok, texts: list[str], batch_size: int, max_length: int) -> list[np.ndarray]:
     """log p(token_t | tokens_<t) for t = 1..T-1 of each text (T <= max_length tokens, special
     tokens included as the tokenizer adds them), in length-sorted, right-padded batches."""
     encoded = [tok(t, add_special_tokens=True, truncation=True, max_length=max_length)["input_ids"]
                for t in texts]
     pad_id = next((i for i in (tok.pad_token_id, tok.eos_token_id) if i is not None), 0)
-    order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
-    out: list[np.ndarray] = [np.zeros(0)] * len(encoded)
-    device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(encoded[i]) for i in chunk)
-        if width < 2:  # only empty or one-token texts: nothing to score, nothing to run
-            continue
-        ids = torch.full((len(chunk), width), pad_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(chunk):
-            ids[row, :len(encoded[i])] = torch.tensor(encoded[i])
-            mask[row, :len(encoded[i])] = 1
-        ids, mask = ids.to(device), mask.to(device)
-        logits = model(input_ids=ids, attention_mask=mask).logits
-        for row, i in enumerate(chunk):
-            n = len(encoded[i])
+
+    def per_batch(logits, batch):
+        out = []
+        for row, n in enumerate(batch["attention_mask"].sum(dim=1).tolist()):
             if n < 2:  # nothing after the first token to score
-                out[i] = np.zeros(0)
+                out.append(np.zeros(0))
                 continue
             # One row at a time in float32: MUSE takes log_softmax in the model's dtype, which
             # only differs in rounding, and a whole bf16 batch upcast at once would not fit.
             logp = torch.log_softmax(logits[row, :n - 1].float(), dim=-1)
-            out[i] = logp.gather(-1, ids[row, 1:n, None]).squeeze(-1).cpu().numpy().astype(np.float64)
+            ids = batch["input_ids"][row, 1:n, None]
+            out.append(logp.gather(-1, ids).squeeze(-1).cpu().numpy().astype(np.float64))
+        return out
+
+    scored = [i for i, ids in enumerate(encoded) if ids]  # an empty encoding has nothing to run
+    out = [np.zeros(0)] * len(encoded)
+    results = batching.map_forward(model, [{"input_ids": encoded[i], "labels": encoded[i]} for i in scored],
+                                   pad_id, batch_size, per_batch)
+    for i, result in zip(scored, results, strict=True):
+        out[i] = result
     return out
 
 

@@ -31,7 +31,7 @@ from functools import lru_cache
 import numpy as np
 
 from tru_cli.metrics import mia
-from tru_cli.metrics.scoring import generate_from_prompts
+from tru_cli.models import batching
 
 STOP_STRINGS = ("\n\n", "\nQuestion", "Question:")  # MUSE knowmem.py, in this order
 _SENTINEL = "\x00"
@@ -70,9 +70,9 @@ def knowmem_prompt(icl_rows: list[dict], question: str) -> str:
 
 
 class _MuseDecoding:
-    """The tokenizer as generate_from_prompts sees it, decoding as MUSE does.
+    """The tokenizer as batching.generate sees it, decoding as MUSE does.
 
-    generate_from_prompts strips its decoded text, but MUSE cuts the stop strings from the
+    batching.generate strips its decoded text, but MUSE cuts the stop strings from the
     unstripped generation ("\\n\\nParis" scores as ""), so the text is fenced by a non-whitespace
     sentinel on each side and unfenced afterwards. Everything else is the real tokenizer; a
     missing pad token falls back to EOS, as `generate(pad_token_id=None)` does in MUSE.
@@ -92,8 +92,7 @@ class _MuseDecoding:
 
 def _greedy(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
     ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
-    out = generate_from_prompts(model, _MuseDecoding(tok), ids, max_new_tokens, batch_size,
-                                do_sample=False)
+    out = batching.generate(model, _MuseDecoding(tok), ids, max_new_tokens, batch_size, do_sample=False)
     return [text[1:-1] if text[:1] == text[-1:] == _SENTINEL and len(text) > 1 else text
             for text, _ in out]
 

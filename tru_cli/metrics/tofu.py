@@ -29,6 +29,7 @@ from scipy.stats import hmean, ks_2samp
 
 from tru_cli.data.files import read_jsonl, write_jsonl
 from tru_cli.errors import TruError
+from tru_cli.metrics import mia
 
 log = logging.getLogger("tru")
 SETS = ("forget", "retain", "real_authors", "world_facts")
@@ -105,8 +106,6 @@ def forget_quality(forget_items: list[dict], retain_model_forget_items: list[dic
 def mia_auc(sets: dict[str, list[dict]]) -> float | None:
     """Min-40% membership AUC of forget (members) against holdout (non-members) answers, in MUSE's
     convention (see metrics/mia.py), or None without both sets' scores."""
-    from tru_cli.metrics import mia
-
     scores = {name: [i["mink_40"] for i in sets.get(name) or [] if i.get("mink_40") is not None]
               for name in ("forget", "holdout")}
     if not scores["forget"] or not scores["holdout"]:
@@ -118,8 +117,6 @@ def privleak(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | N
     """privleak = (AUC_model - AUC_retain) / AUC_retain x 100 [≈0 is best: like a model that never
     saw the forget set; about -100 = the forget set is plainly recognisable]. AUC_retain comes from
     the retain model's logs, 0.5 (chance) without them, as OpenUnlearning does."""
-    from tru_cli.metrics import mia
-
     auc = mia_auc(sets)
     if auc is None:
         return {}

@@ -9,8 +9,10 @@ import shutil
 from pathlib import Path
 
 from omegaconf import DictConfig
+from rich.console import Console
+from rich.table import Table
 
-from tru_cli.stages import artifacts
+from tru_cli import artifacts
 
 log = logging.getLogger("tru")
 
@@ -47,16 +49,11 @@ def run(cfg: DictConfig, recorder) -> None:
         recorder.add_artifact(f"{role}_logs", _copy_logs(logs, run_dir, role))
     recorder.add_artifact("retain_logs", run_dir / "logs" / "retain")
     if cfg.judge.backend:  # the paper's UQ/RQ of the unlearned model's answers
-        from tru_cli.stages.evaluate import judge
-
-        recorder.add_metrics(judge(cfg, run_dir / "logs" / "unlearned", unlearned), prefix="unlearned/")
+        recorder.add_metrics(artifacts.judge(cfg, run_dir / "logs" / "unlearned", unlearned), prefix="unlearned/")
     _summary(recorder.metrics)
 
 
 def _summary(metrics: dict) -> None:
-    from rich.console import Console
-    from rich.table import Table
-
     names = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "tofu/forget_truth_ratio",
              "tofu/forget_quality", "tofu/model_utility", "judge/uq", "judge/rq"]
     names = [n for n in names if any(metrics.get(f"{r}/{n}") is not None for r in ("target", "retain", "unlearned"))]

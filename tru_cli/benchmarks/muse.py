@@ -1,28 +1,35 @@
-"""MUSE evaluation (metrics/muse.py holds the definitions): VerbMem on the forget passages, KnowMem on
-forget and retain questions, PrivLeak on forget vs holdout texts against MUSE's retrained-model AUC.
-A file absent from benchmark.data_dir makes its metric missing, with a warning, never zero."""
+"""MUSE (muse-bench/MUSE-News and MUSE-Books, Shi et al. 2024): raw forget and retain corpora as the
+unlearning data, and MUSE's metrics (metrics/muse.py holds the definitions): VerbMem on the forget
+passages, KnowMem on forget and retain questions, PrivLeak on forget vs holdout texts against
+MUSE's retrained-model AUC. A file absent from benchmark.data_dir makes its metric missing, with a
+warning, never zero."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig
 
-from tru_cli.data import benchmark
+from tru_cli.benchmarks._corpus import *  # noqa: F403 (the corpus half of the interface)
+from tru_cli.data import sources
+from tru_cli.data.files import read_jsonl, write_jsonl
 from tru_cli.metrics import muse
 
 log = logging.getLogger("tru")
+USES_RETAIN_LOGS = False  # PrivLeak's reference is MUSE's published retrained-model AUC
 
 
 def _rows(bench: DictConfig, role: str, max_items: int | None) -> list[dict] | None:
-    rows = benchmark.load_role(bench, role)
+    rows = sources.load_role(bench, role)
     if rows is None:
-        log.warning("%s", benchmark.absent(bench, role))
+        log.warning("%s", sources.absent(bench, role))
         return None
-    return rows[:max_items] if max_items else rows
+    return sources.capped(rows, max_items)
 
 
-def evaluate(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
+def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None = None,
+             self_reference: bool = False) -> tuple[dict, list]:
     bench, cap, batch = cfg.benchmark, cfg.eval.max_items, int(cfg.eval.batch_size)
     settings = bench.muse
     metrics = dict.fromkeys(["muse/verbmem_forget", "muse/knowmem_forget", "muse/knowmem_retain",
@@ -50,4 +57,12 @@ def evaluate(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
     for key, value in metrics.items():
         if value is None:
             log.warning("%s is missing (its data is absent)", key)
-    return metrics, logs
+    for name, rows in logs.items():
+        write_jsonl(Path(log_dir) / f"{name}.jsonl", rows)
+    return metrics, []
+
+
+def judge_sets(log_dir: Path) -> dict[str, list[dict]]:
+    """MUSE's KnowMem forget and retain answers (question, generation), those present."""
+    files = {side: Path(log_dir) / f"muse_knowmem_{side}.jsonl" for side in ("forget", "retain")}
+    return {side: read_jsonl(path) for side, path in files.items() if path.is_file()}

@@ -1,33 +1,42 @@
-"""WMDP evaluation: zero-shot multiple-choice accuracy on the domain's questions (`wmdp/<domain>_acc`,
-lower after unlearning, 25% is chance) and MMLU for utility (`mmlu/acc` over all subjects as
-lm-eval's `mmlu` group weights them, and `mmlu/<subject>_acc` for `benchmark.mmlu_subjects`), through
+"""WMDP (cais/wmdp, Li et al. 2024): the bio or cyber forget and retain corpora as the unlearning
+data; zero-shot multiple-choice accuracy on the domain's questions (`wmdp/<domain>_acc`, lower after
+unlearning, 25% is chance) and MMLU for utility (`mmlu/acc` over all subjects as lm-eval's `mmlu`
+group weights them, and `mmlu/<subject>_acc` for `benchmark.mmlu_subjects`), through
 lm-evaluation-harness (metrics/mcq.py). A question file absent from benchmark.data_dir makes its
 metric missing, with a warning."""
 
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 from omegaconf import DictConfig
 
-from tru_cli.data import benchmark
+from tru_cli.benchmarks._corpus import *  # noqa: F403 (the corpus half of the interface)
+from tru_cli.data import sources
+from tru_cli.data.files import write_jsonl
 from tru_cli.metrics import mcq
 
 log = logging.getLogger("tru")
+USES_RETAIN_LOGS = False  # accuracies need no retain model
 
 
-def _capped(rows: list[dict] | None, max_items: int | None) -> list[dict] | None:
-    return rows[:max_items] if rows and max_items else rows
+def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None = None,
+             self_reference: bool = False) -> tuple[dict, list]:
+    metrics, logs = _accuracies(model, tok, cfg)
+    for name, rows in logs.items():
+        write_jsonl(Path(log_dir) / f"{name}.jsonl", rows)
+    return metrics, []
 
 
-def evaluate(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
+def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
     bench, batch = cfg.benchmark, int(cfg.benchmark.wmdp.batch_size)
     domain = str(bench.domain)
     metrics: dict = {f"wmdp/{domain}_acc": None}
     logs: dict = {}
-    questions = _capped(benchmark.load_role(bench, "mcq"), cfg.eval.max_items)
+    questions = sources.capped(sources.load_role(bench, "mcq"), cfg.eval.max_items)
     if questions is None:
-        log.warning("wmdp/%s_acc is missing: %s", domain, benchmark.absent(bench, "mcq"))
+        log.warning("wmdp/%s_acc is missing: %s", domain, sources.absent(bench, "mcq"))
     else:
         result = mcq.accuracy(model, tok, [mcq.wmdp_task(questions, domain)], batch)[f"wmdp_{domain}"]
         metrics.update({f"wmdp/{domain}_acc": result["acc"], f"wmdp/{domain}_acc_stderr": result["acc_stderr"],
@@ -36,9 +45,9 @@ def evaluate(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
     if not bench.wmdp.mmlu:
         return metrics, logs
     metrics["mmlu/acc"] = None
-    rows = benchmark.load_role(bench, "mmlu")
+    rows = sources.load_role(bench, "mmlu")
     if rows is None:
-        log.warning("mmlu/acc is missing: %s", benchmark.absent(bench, "mmlu"))
+        log.warning("mmlu/acc is missing: %s", sources.absent(bench, "mmlu"))
         return metrics, logs
     subjects = set(bench.get("mmlu_subjects") or [])
     if cfg.eval.max_items:  # a cap per subject keeps every subject in the overall value
@@ -55,3 +64,8 @@ def evaluate(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
         metrics[f"mmlu/{key}_acc"] = None
     logs["mmlu"] = [{**item, "subject": key} for key, sub in result["subjects"].items() for item in sub["items"]]
     return metrics, logs
+
+
+def judge_sets(log_dir: Path) -> None:
+    """None: multiple-choice accuracy leaves no free-text answers to judge."""
+    return None

@@ -1,0 +1,216 @@
+"""The inputs a stage needs, found or built once through the store: finetuned target and retain
+models, targets, unlearned models, evaluations. `tru pipeline` is these calls in order; `tru unlearn`
+and `tru eval` use them to run with no arguments on the embedded default.
+
+Each `build_*` function does one stage's work into a folder (a store entry, or a command's own run
+dir) by calling the libraries: methods/ (finetune, unlearn), targets/, benchmarks/ (evaluation) and
+metrics/judge.py. The find-or-build functions hand those builders to `store.cached`."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+from transformers import set_seed
+
+from tru_cli import benchmarks, store
+from tru_cli.backends import OfflineBackend
+from tru_cli.errors import TruError
+from tru_cli.methods import finetune, unlearn
+from tru_cli.metrics import judge as judge_metrics
+from tru_cli.models import loading, tiny
+from tru_cli.targets import generate as target_generation
+
+FORMAT_VERSION = 3  # bump when a stage's output format changes, so old store entries are not reused
+# Generator settings that change how requests travel, not what the targets are: left out of the key.
+TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout", "max_retries", "concurrency", "requests_per_minute",
+                  "cache", "price_per_mtok")
+ROLES = ("full", "retain")
+log = logging.getLogger("tru")
+
+
+def _plain(node) -> dict:
+    return OmegaConf.to_container(node, resolve=True) if node is not None else None
+
+
+def _bench_key(cfg: DictConfig, keep_splits: tuple[str, ...]) -> dict:
+    bench = _plain(cfg.benchmark)
+    for key in ("forget_split", "retain_split", "holdout_split", "unlearning_task"):
+        if key not in keep_splits:
+            bench.pop(key, None)
+    return bench
+
+
+def _model_key(cfg: DictConfig) -> dict:
+    model = _plain(cfg.model)
+    recipe = model.pop("recipe", {}) or {}
+    model["finetune_recipe"] = {k: v for k, v in recipe.items() if k.startswith("finetune")}
+    model.pop("tofu_checkpoints", None)
+    return model
+
+
+def _is_local(path) -> bool:
+    return path is not None and Path(str(path)).exists()
+
+
+# ---- finetuned models ----
+
+def split_for(cfg: DictConfig, role: str) -> str:
+    """The split a finetune of `role` learns: `full`, or the benchmark's retain split."""
+    if role not in ROLES:
+        raise TruError(f"finetune.split={role}; choose full or retain")
+    return "full" if role == "full" else cfg.benchmark.retain_split
+
+
+def tokenizer_corpus(cfg: DictConfig) -> list[str]:
+    """The tiny tokenizer's training text: every string of the benchmark, and the refusal vocabulary
+    of the offline targets, so targets tokenise as compactly as answers do."""
+    bench = benchmarks.of(cfg.benchmark)
+    texts = bench.all_text(cfg.benchmark)
+    try:
+        forget = bench.forget_rows(cfg.benchmark)
+    except TruError:  # a MUSE/WMDP data_dir without the forget corpus: evaluation only
+        forget = []
+    for result in OfflineBackend().generate(target_generation.requests_for(cfg, forget)):
+        texts += [result.reasoning, result.refusal]
+    return texts
+
+
+def initial_model(cfg: DictConfig):
+    """The model before finetuning: a fresh tiny model (tokenizer trained on the benchmark's text)
+    when `model.path` is null, else the checkpoint at model.path."""
+    if cfg.model.path is None:
+        if cfg.model.architecture is None:
+            raise TruError(f"model={cfg.model.name} has neither model.path nor an architecture to build")
+        return tiny.build_tiny(cfg.model, tokenizer_corpus(cfg))
+    return loading.load(cfg.model.path, cfg.device, cfg.model.get("tokenizer_path"))
+
+
+def build_finetuned(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
+    """Finetune the initial model on the split of `role` into `out_dir/model`; the training summary."""
+    set_seed(int(cfg.seed))  # before the initial model: its random weights depend on it
+    rows = benchmarks.of(cfg.benchmark).training_rows(cfg.benchmark, split_for(cfg, role))
+    model, tok = initial_model(cfg)
+    return finetune.train(cfg, role, rows, model, tok, Path(out_dir), on_log)
+
+
+def finetuned(cfg: DictConfig, role: str) -> str:
+    """Path or hub id of the model that learned the benchmark (`full`) or only its retain split."""
+    published = benchmarks.of(cfg.benchmark).published_checkpoint(cfg, role)
+    if published:
+        return published
+    payload = {"v": FORMAT_VERSION, "role": role, "model": _model_key(cfg), "seed": cfg.seed,
+               "trainer": _plain(cfg.trainer.finetune), "optim": cfg.trainer.get("optim"),
+               "precision": cfg.device.mixed_precision,
+               "benchmark": _bench_key(cfg, ("retain_split",) if role == "retain" else ())}
+    entry = store.cached(cfg.paths.store, f"finetune-{role}", payload,
+                         lambda out: _write_metrics(out, build_finetuned(cfg, role, out)))
+    return str(entry / "model")
+
+
+def target_model(cfg: DictConfig) -> str:
+    """The model a command works on: model.path when it is a local checkpoint or a backbone with no
+    TOFU checkpoint, else the finetuned target (built once for the embedded default)."""
+    if cfg.model.path is None:
+        return finetuned(cfg, "full")
+    if _is_local(cfg.model.path):
+        return str(cfg.model.path)
+    return finetuned(cfg, "full")
+
+
+# ---- targets ----
+
+def build_targets(cfg: DictConfig, out_path: Path) -> dict:
+    """targets.jsonl for the benchmark's forget rows; the generator's counts."""
+    forget = benchmarks.of(cfg.benchmark).forget_rows(cfg.benchmark)
+    return target_generation.generate(cfg, forget, Path(out_path), lambda: target_model(cfg))
+
+
+def targets(cfg: DictConfig) -> str:
+    generator = {k: v for k, v in _plain(cfg.generator).items() if k not in TRANSPORT_KEYS}
+    if generator.get("backend") == "hf" and not generator.get("model"):
+        generator["model"] = target_model(cfg)  # the run's own model writes them
+    payload = {"v": FORMAT_VERSION, "generator": generator,
+               "criteria": target_generation.with_criteria(cfg),
+               "benchmark": _bench_key(cfg, ("forget_split", "unlearning_task"))}
+    entry = store.cached(cfg.paths.store, "targets", payload,
+                         lambda out: _write_metrics(out, build_targets(cfg, out / "targets.jsonl")))
+    return str(entry / "targets.jsonl")
+
+
+# ---- unlearned models ----
+
+def build_unlearned(cfg: DictConfig, target: str, targets_path: str | None, out_dir: Path, on_log=None) -> dict:
+    """Unlearn `target` into `out_dir/model` on the benchmark's forget rows (and retain rows, when
+    the method has a retain term); the training summary."""
+    bench = benchmarks.of(cfg.benchmark)
+    forget = bench.forget_rows(cfg.benchmark)
+    retain = bench.retain_rows(cfg.benchmark) if "retain" in unlearn.parts_of(cfg.method) else []
+    return unlearn.train(cfg, target, forget, retain, targets_path, Path(out_dir), on_log)
+
+
+def unlearned(cfg: DictConfig, target: str, targets_path: str | None) -> tuple[str, dict]:
+    payload = {"v": FORMAT_VERSION, "target": target, "targets": targets_path,
+               "method": _plain(cfg.method), "trainer": _plain(cfg.trainer.unlearn), "seed": cfg.seed,
+               "lora": _plain(cfg.trainer.get("lora")), "optim": cfg.trainer.get("optim"),
+               "precision": cfg.device.mixed_precision, "max_length": cfg.model.max_length,
+               "prompt_format": cfg.model.prompt_format,
+               "benchmark": _bench_key(cfg, ("forget_split", "retain_split"))}
+    entry = store.cached(cfg.paths.store, "unlearn", payload,
+                         lambda out: _write_metrics(out, build_unlearned(cfg, target, targets_path, out)))
+    return str(entry / "model"), _read_metrics(entry)
+
+
+# ---- evaluations ----
+
+def evaluation(cfg: DictConfig, model: str, retain_logs: str | None, self_reference: bool = False) -> tuple[str, dict]:
+    """Per-item logs dir and metrics of `model` on the benchmark's eval sets."""
+    ev = _plain(cfg.eval)
+    for key in ("from_logs", "retain_logs", "show_examples", "batch_size"):
+        ev.pop(key, None)
+    payload = {"v": FORMAT_VERSION, "model": model, "eval": ev, "retain_logs": retain_logs,
+               "self_reference": self_reference, "prompt_format": cfg.model.prompt_format,
+               "benchmark": _bench_key(cfg, ("forget_split",))}
+    entry = store.cached(cfg.paths.store, "eval", payload, lambda out: _write_metrics(
+        out, benchmarks.evaluate(cfg, model, out, retain_logs, self_reference=self_reference)))
+    return str(entry / "logs"), _read_metrics(entry)
+
+
+def retain_logs(cfg: DictConfig) -> str:
+    """Per-item logs of the retain model (the reference of forget quality), built once."""
+    logs, _ = evaluation(cfg, finetuned(cfg, "retain"), None, self_reference=True)
+    return logs
+
+
+def default_retain_logs(cfg: DictConfig) -> str | None:
+    """The retain model's logs where the benchmark's metrics need them: built once for the embedded
+    default, else None (with a warning that forget quality will be missing)."""
+    if not benchmarks.of(cfg.benchmark).USES_RETAIN_LOGS:
+        return None  # MUSE and WMDP metrics need no retain-model logs
+    if cfg.benchmark.source == "synthetic" and cfg.model.path is None:
+        return retain_logs(cfg)
+    log.warning("no eval.retain_logs given: forget_quality will be missing")
+    return None
+
+
+def judge(cfg: DictConfig, log_dir: Path, model_path: str | None) -> dict:
+    """The LLM judge's UQ/RQ over the answers of the evaluation in `log_dir`."""
+    answers = benchmarks.of(cfg.benchmark).judge_sets(Path(log_dir))
+    return judge_metrics.judge(cfg, answers, Path(log_dir), model_path)
+
+
+def producer_metrics(path: str) -> dict:
+    """The training summary of the store entry a model came from (none for a hub id or user dir)."""
+    entry = Path(path).parent
+    return _read_metrics(entry) if (entry / "DONE").is_file() else {}
+
+
+def _write_metrics(out: Path, metrics: dict) -> None:
+    (Path(out) / "metrics.json").write_text(json.dumps(metrics, indent=1))
+
+
+def _read_metrics(entry: Path) -> dict:
+    path = Path(entry) / "metrics.json"
+    return json.loads(path.read_text()) if path.is_file() else {}

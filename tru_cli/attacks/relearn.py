@@ -1,0 +1,87 @@
+"""The relearning attack: fine-tune a copy of the unlearned model on a subset of the forget items
+(evaluated on the disjoint rest) or on related text (evaluated on every forget item), full or with
+LoRA, and score it after each of `attack.steps` optimizer steps: a recovery curve."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+from omegaconf import OmegaConf
+from transformers import Trainer
+
+from tru_cli.attacks.recovery import item_logs
+from tru_cli.data import files
+from tru_cli.data.encoding import QACollator
+from tru_cli.errors import TruError
+from tru_cli.methods import lora
+from tru_cli.methods.trainer import ListDataset, quiet, training_args
+
+
+def relearn_split(n: int, subset: float) -> tuple[list[int], list[int]]:
+    """(train, eval) item positions: a `subset` fraction of the forget items, spread evenly over the
+    set (so every author contributes), to relearn on, and the disjoint rest to evaluate."""
+    if not 0 < subset < 1:
+        raise TruError(f"attack.subset={subset}; choose a fraction between 0 and 1 (0.5 = every other item)")
+    k = max(1, min(n - 1, round(n * subset)))
+    train = sorted({int(i * n / k) for i in range(k)})
+    return train, [i for i in range(n) if i not in set(train)]
+
+
+def relearn_texts(ctx, acfg) -> list[dict]:
+    """Encoded relearning data: the passages of `attack.text_file` (`attack.data=text`: public text
+    related to the forgotten knowledge, as in Hu et al.'s benign relearning; JSON/JSONL rows with
+    `text`, or a .txt file)."""
+    path = Path(str(acfg.text_file or ""))
+    if not acfg.text_file or not path.is_file():
+        raise TruError(f"attack.data=text needs attack.text_file=FILE (JSON, JSONL or .txt of related text); "
+                       f"got {acfg.text_file}")
+    rows = [r for r in files.read_records(path) if str(r.get("text") or "").strip()]
+    if not rows:
+        raise TruError(f"attack.text_file={path} has no rows with a 'text' field")
+    return [ctx.fmt.encode_text(str(r["text"])) for r in rows]
+
+
+def adapters(acfg):
+    """The attack's LoRA settings in the shape of `trainer.lora` (Łucki et al. relearn with LoRA on
+    every projection)."""
+    return OmegaConf.create({"r": int(acfg.lora_rank), "alpha": int(acfg.lora_alpha), "dropout": 0.0,
+                             "target_modules": list(acfg.lora_target_modules)})
+
+
+def run(ctx, acfg):
+    data = acfg.get("data", "forget")
+    if data == "forget":
+        train_idx, eval_idx = relearn_split(len(ctx.rows), float(acfg.get("subset", 0.5)))
+        train = ListDataset([ctx.fmt.encode(ctx.rows[i]["question"], ctx.rows[i]["answer"]) for i in train_idx])
+    elif data == "text":
+        train_idx, eval_idx = [], list(range(len(ctx.rows)))
+        train = ListDataset(relearn_texts(ctx, acfg))
+    else:
+        raise TruError(f"attack.data={data}; choose forget (a subset of the forget set) or text (attack.text_file)")
+    questions = [ctx.fmt.prompt_ids(ctx.rows[i]["question"]) for i in eval_idx]
+    refs = [ctx.rows[i]["answer"] for i in eval_idx]
+    metrics, logs = {}, []
+    for steps in sorted(int(s) for s in acfg.steps):
+        model = copy.deepcopy(ctx.unlearned).train()
+        if steps:
+            if acfg.lora:
+                model = lora.apply(model, adapters(acfg))
+            args = training_args(ctx.cfg, acfg.trainer, Path(ctx.cfg.paths.store) / "tmp_relearn")
+            args.max_steps = steps
+            quiet(Trainer(model=model, args=args, train_dataset=train,
+                          data_collator=QACollator(ctx.fmt.tok.pad_token_id))).train()
+            if acfg.lora:
+                model = model.merge_and_unload()  # the attacked model is the merged one
+        model.eval()
+        attacked = ctx.scores(model, questions, refs)
+        metrics.update(ctx.summarize(f"relearn/step_{steps}", attacked, eval_idx))
+        logs += item_logs([ctx.rows[i] for i in eval_idx], attacked, step=steps)
+    last = max(int(s) for s in acfg.steps)
+    for key in ("forget_rougeL_recall", "unlearned_forget_rougeL_recall", "original_forget_rougeL_recall", "recovery",
+                "forget_prob", "unlearned_forget_prob", "original_forget_prob", "forget_prob_recovery"):
+        metrics[f"attack/relearn/{key}"] = metrics[f"attack/relearn/step_{last}/{key}"]
+    metrics["attack/relearn/relearn_items"] = len(train)
+    metrics["attack/relearn/retain_rougeL_recall"] = ctx.retain_rouge(model)  # after the last step
+    metrics["attack/relearn/unlearned_retain_rougeL_recall"] = ctx.retain_rouge(ctx.unlearned)
+    return metrics, logs

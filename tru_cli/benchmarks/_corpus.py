@@ -1,0 +1,45 @@
+"""What the corpus benchmarks (MUSE, WMDP) share: their raw forget and retain corpora, cut into
+chunks, are the unlearning data; their targets are published checkpoints (none is finetuned here
+for them yet); and `tru attack` and `eval.from_logs`, which read TOFU-format QA, do not apply."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from tru_cli.data import sources
+from tru_cli.errors import TruError
+
+__all__ = ["training_rows", "forget_rows", "retain_rows", "all_text", "attack_sets", "from_logs",
+           "published_checkpoint"]
+
+
+def training_rows(bench: DictConfig, split: str) -> list[dict]:
+    return sources.corpus_training_rows(bench, split)
+
+
+def forget_rows(bench: DictConfig) -> list[dict]:
+    """The forget corpus in chunks: each whole chunk is the forget sequence and, for TRU, the user
+    message of its target."""
+    return sources.required_corpus(bench, "forget_corpus")
+
+
+def retain_rows(bench: DictConfig) -> list[dict]:
+    return sources.required_corpus(bench, "retain_corpus", "; the method's retain term needs it")
+
+
+def all_text(bench: DictConfig) -> list[str]:
+    return sources.role_texts(bench)
+
+
+def attack_sets(bench: DictConfig, max_items: int | None):
+    raise TruError(f"tru attack re-asks TOFU-format QA items; benchmark={bench.name} is not supported yet")
+
+
+def from_logs(log_dir: str, retain_logs: str | None, out_dir: Path) -> dict:
+    raise TruError("eval.from_logs re-aggregates TOFU-format logs; use benchmark=tofu or benchmark=synthetic")
+
+
+def published_checkpoint(cfg: DictConfig, role: str) -> str | None:
+    return None
