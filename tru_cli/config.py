@@ -12,7 +12,12 @@ import itertools
 import re
 from pathlib import Path
 
+from hydra import compose as hydra_compose
+from hydra import initialize_config_dir
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
 
 from tru_cli.errors import TruError
 
@@ -109,8 +114,6 @@ def hydra_overrides(args: list[str]) -> list[str]:
 
 def expand_sweeps(overrides: list[str], limit: int = 256) -> list[list[str]]:
     """Cartesian product of sweep overrides (`a=1,2`, `range(0,3)`, `group=x,y`), as Hydra's sweeper."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     axes = []
     for parsed in OverridesParser.create().parse_overrides(overrides=overrides):
         if parsed.is_sweep_override():
@@ -124,9 +127,6 @@ def expand_sweeps(overrides: list[str], limit: int = 256) -> list[list[str]]:
 
 def compose(command: str, overrides: list[str]) -> DictConfig:
     """Compose one command's config (no Hydra run dir, no logging set-up)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
     with initialize_config_dir(version_base="1.3", config_dir=str(conf_dir()), job_name=command):
         return hydra_compose(config_name=COMMAND_CONFIGS[command],
                              overrides=[*overrides, *searchpath_override()])
@@ -178,9 +178,6 @@ def _valid_keys(command: str, parent: str, overrides: list[str]) -> str:
 
 def validate_overrides(command: str, args: list[str]) -> None:
     """Compose every sweep point and resolve it; raise TruError naming the first problem."""
-    from hydra.errors import HydraException
-    from omegaconf.errors import OmegaConfBaseException
-
     overrides = hydra_overrides(args)
     try:
         points = expand_sweeps(overrides) if overrides else [[]]

@@ -123,8 +123,8 @@ def write_tables(rows: list[dict], metrics: list[str], out: Path) -> tuple[Path,
 def _scatter(rows, x, y, path: Path, logx=False) -> Path | None:
     import matplotlib  # deferred: matplotlib is slow to import and only plots need it
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    matplotlib.use("Agg")  # no display: render to files
+    import matplotlib.pyplot as plt  # deferred, as matplotlib above
 
     points = [(r[x], r[y], r["method"]) for r in rows if r.get(x) is not None and r.get(y) is not None]
     if not points:

@@ -52,7 +52,8 @@ def git_commit() -> str | None:
 
 
 def versions() -> dict:
-    import torch  # deferred: torch and transformers take seconds; a config-only command needs neither
+    # deferred: torch and transformers take seconds; a config-only command needs neither
+    import torch
     import transformers
 
     return {"tru": __version__, "torch": torch.__version__, "transformers": transformers.__version__,

@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 from packaging.version import Version
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, GPTQConfig
 
 from tru_cli.attacks.recovery import item_logs, mean
 from tru_cli.data.items import row_text
@@ -73,15 +74,11 @@ def load_quantized(method: str, path: str, bits: int, group_size: int, device_cf
             _awq_quantize(path, bits, group_size, calibration, Path(tmp))
             return _load(tmp, on_cuda, device_cfg)
     if method == "bnb":
-        from transformers import BitsAndBytesConfig
-
         logging.getLogger("bitsandbytes.autograd._functions").addFilter(_drop_fp16_cast_notice)
         compute = torch.bfloat16 if on_cuda else torch.float32
         config = (BitsAndBytesConfig(load_in_8bit=True) if bits == 8 else
                   BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=compute))
     else:
-        from transformers import AutoTokenizer, GPTQConfig
-
         logging.getLogger("optimum.gptq").setLevel(logging.WARNING)  # one INFO line per layer otherwise
         config = GPTQConfig(bits=bits, group_size=group_size, dataset=calibration,
                             tokenizer=AutoTokenizer.from_pretrained(path))
@@ -95,8 +92,6 @@ def _drop_fp16_cast_notice(record: logging.LogRecord) -> bool:
 
 
 def _load(path, on_cuda: bool, device_cfg, **kwargs):
-    from transformers import AutoModelForCausalLM
-
     return AutoModelForCausalLM.from_pretrained(str(path), device_map={"": 0} if on_cuda else {"": "cpu"},
                                                 attn_implementation=device_cfg.attn_implementation, **kwargs).eval()
 
@@ -107,6 +102,7 @@ def _awq_quantize(path: str, bits: int, group_size: int, calibration: list[str],
     # 2-core machine its load() raises "requests 2 workers but parent 'cpu' only has 1"
     if (os.cpu_count() or 1) < 4:
         os.environ.setdefault("GPTQMODEL_CPU_WORKERS", "2")
+    # deferred: GPT-QModel is the optional [gptq] extra (a CUDA torch), checked by check_method first
     from gptqmodel import GPTQModel, QuantizeConfig
     from gptqmodel.quantization import METHOD
 

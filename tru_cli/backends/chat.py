@@ -16,6 +16,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
+from rich.progress import Progress
+
 from tru_cli.backends.cache import RequestCache, request_key
 from tru_cli.errors import TruError
 
@@ -73,8 +75,6 @@ class ChatService:
 
     def run(self, messages: list[list[dict]], accept: Callable[[int, ChatReply], object]) -> list:
         """One accepted value per conversation, or None where every attempt was rejected."""
-        from rich.progress import Progress
-
         start = time.perf_counter()
         results: list = [None] * len(messages)
         attempt = dict.fromkeys(range(len(messages)), 0)

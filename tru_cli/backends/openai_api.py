@@ -64,7 +64,7 @@ class OpenAIChat:
     name = "openai"
 
     def __init__(self, cfg: DictConfig, section: str):
-        import openai
+        import openai  # deferred: the client is slow to import; only this backend needs it
 
         for noisy in ("httpx", "httpx2", "openai"):  # one INFO line per HTTP request otherwise
             logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -139,7 +139,7 @@ class OpenAIChat:
             raise fatal
 
     def _result(self, future) -> ChatReply:
-        import openai
+        import openai  # deferred: see __init__
 
         where = f"{self.section}.base_url={self.base_url}"
         try:

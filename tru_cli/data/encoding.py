@@ -7,6 +7,7 @@ probabilities cover answer tokens only, as in TOFU.
 
 from __future__ import annotations
 
+import torch
 from omegaconf import DictConfig
 
 IGNORE = -100
@@ -68,8 +69,6 @@ class PromptFormatter:
 
 def pad(features: list[dict], pad_id: int) -> dict:
     """Right-pad `input_ids`/`labels` to the longest row; returns tensors with an attention mask."""
-    import torch
-
     width = max(len(f["input_ids"]) for f in features)
     ids = torch.full((len(features), width), pad_id, dtype=torch.long)
     labels = torch.full((len(features), width), IGNORE, dtype=torch.long)

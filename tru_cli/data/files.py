@@ -32,7 +32,7 @@ def read_records(path: Path) -> list[dict]:
     .parquet or .txt file (one document, as MUSE ships its raw corpora). Strings become {"text": ...}."""
     path = Path(path)
     if path.suffix == ".parquet":
-        import datasets
+        import datasets  # deferred: heavy (pyarrow); only parquet files need it
 
         return list(datasets.Dataset.from_parquet(str(path)))
     if path.suffix == ".jsonl":

@@ -4,13 +4,12 @@ model (KL, RMU) is the same network with the adapters switched off, so no second
 from __future__ import annotations
 
 from omegaconf import DictConfig
+from peft import LoraConfig, get_peft_model
 
 from tru_cli.errors import TruError
 
 
 def apply(model, lora: DictConfig, checkpointing: bool = False):
-    from peft import LoraConfig, get_peft_model
-
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     absent = [m for m in lora.target_modules if m not in names]
     if absent:  # peft would silently adapt only the others

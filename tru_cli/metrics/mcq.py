@@ -38,6 +38,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from unittest import mock
 
+import yaml
+
 from tru_cli.errors import TruError
 
 # Copied from lm-eval 0.4.13, lm_eval/tasks/wmdp/_default_template_yaml and
@@ -158,6 +160,7 @@ class _DropExpected(logging.Filter):
 def _quiet():
     """lm-eval at WARNING level and without its progress bars or its `git describe` of the cwd
     (it prints "fatal: not a git repository" outside a checkout); all restored afterwards."""
+    # deferred: lm-eval and datasets take seconds to import; only WMDP/MMLU evaluations need them
     import datasets
     import lm_eval.api.task
     import lm_eval.evaluator
@@ -187,7 +190,7 @@ def _quiet():
 
 @functools.cache
 def _hflm_class():
-    from lm_eval.models.huggingface import HFLM
+    from lm_eval.models.huggingface import HFLM  # deferred: see _quiet
 
     class QuietHFLM(HFLM):
         """HFLM without its per-request progress bars."""
@@ -199,14 +202,13 @@ def _hflm_class():
 
 
 def _evaluate(model, tok, tasks: list[McqTask], batch_size: int, group: bool = False):
-    import yaml
-
     names = [t.name for t in tasks]
     if not tasks or len(set(names)) != len(names):
         raise TruError(f"need one or more multiple-choice tasks with unique names, got {names}")
     rows = {t.name: _check_rows(t) for t in tasks}
     was_training = model.training
     with _quiet(), tempfile.TemporaryDirectory(prefix="tru_mcq_") as tmp:
+        # deferred: see _quiet
         import lm_eval
         from lm_eval.tasks import TaskManager
 

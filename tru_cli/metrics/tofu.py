@@ -25,6 +25,7 @@ import math
 from pathlib import Path
 
 import numpy as np
+from rouge_score import rouge_scorer
 from scipy.stats import hmean, ks_2samp
 
 from tru_cli.data.files import read_jsonl, write_jsonl
@@ -44,8 +45,6 @@ UTILITY_KEYS = ["retain_prob", "retain_rougeL_recall", "retain_truth_ratio",
 
 
 def rouge_recalls(references: list[str], generations: list[str]) -> list[dict]:
-    from rouge_score import rouge_scorer
-
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     out = []
     for ref, gen in zip(references, generations, strict=True):

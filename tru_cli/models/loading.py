@@ -6,7 +6,9 @@ import logging
 import os
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tru_cli.errors import TruError
 
@@ -15,8 +17,6 @@ DTYPES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float16"}
 
 
 def torch_dtype(name: str):
-    import torch
-
     if name not in DTYPES:
         raise TruError(f"device.dtype={name} is not supported; choose: {', '.join(DTYPES)}")
     return getattr(torch, DTYPES[name])
@@ -33,8 +33,6 @@ def _offline_hint(path: str) -> str:
 
 def load(path: str, device: DictConfig, tokenizer_path: str | None = None):
     """(model, tokenizer) from a hub id or a local directory."""
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     path = str(path)
     try:
         tok = AutoTokenizer.from_pretrained(str(tokenizer_path or path))
@@ -59,8 +57,6 @@ def save(model, tokenizer, out_dir: Path) -> None:
 
 
 def device_of(device: DictConfig):
-    import torch
-
     if device.accelerator == "cuda":
         if not torch.cuda.is_available():
             raise TruError("device=cuda but no CUDA device is visible; use device=cpu")

@@ -4,6 +4,8 @@ locally with `tokenizers`, saved like any hub checkpoint so every later stage lo
 from __future__ import annotations
 
 from omegaconf import DictConfig, OmegaConf
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
 
 SPECIAL = ["<|pad|>", "<|bos|>", "<|eos|>", "<|user|>", "<|assistant|>", "<|system|>"]
 REASONING_TAGS = ["<think>", "</think>"]
@@ -18,9 +20,6 @@ CHAT_TEMPLATE = (
 
 def train_tokenizer(texts: list[str], vocab_size: int, model_max_length: int):
     """Byte-level BPE on the benchmark's own text (any other text still encodes, byte by byte)."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import PreTrainedTokenizerFast
-
     core = Tokenizer(models.BPE())
     core.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     core.decoder = decoders.ByteLevel()
@@ -40,8 +39,6 @@ def train_tokenizer(texts: list[str], vocab_size: int, model_max_length: int):
 
 def build_tiny(model_cfg: DictConfig, texts: list[str]):
     """A fresh random Llama of `model.architecture` with its tokenizer trained on `texts`."""
-    from transformers import LlamaConfig, LlamaForCausalLM
-
     arch = OmegaConf.to_container(model_cfg.architecture, resolve=True)
     tok = train_tokenizer(texts, model_cfg.tokenizer.vocab_size, model_cfg.max_length)
     config = LlamaConfig(vocab_size=len(tok), bos_token_id=tok.bos_token_id,
