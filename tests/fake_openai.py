@@ -11,6 +11,7 @@ last user message contains `match` gets the n-th action of its `sequence`:
   "400"       status 400 (the request alone is refused, e.g. a content filter)
   "hang"      sleep `hang_seconds` before answering (past the client's timeout)
   "say:TEXT"  status 200 with TEXT as the answer (a leak, a malformed verdict, ...)
+  "garbage"   status 200 with a body that is not JSON (a proxy's error page)
 
 Every request is logged (time, question, what was done); the key is checked, never logged.
 Run alone with `python tests/fake_openai.py [PORT]` to point a real `tru` run at it.
@@ -135,6 +136,14 @@ class FakeOpenAI:
                     return self._send(500, {"error": {"message": "internal error", "type": "server"}})
                 if action == "400":
                     return self._send(400, {"error": {"message": "Content Exists Risk", "type": "invalid_request"}})
+                if action == "garbage":
+                    data = b"<html>502 Bad Gateway</html>"
+                    self.send_response(200)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return None
                 if action == "hang":
                     time.sleep(fake.hang_seconds)
                 time.sleep(fake.delay)

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tru_cli"
 # Lowest first. A module's layer is the first entry that is its name or a package above it.
 LAYERS = [
     ["tru_cli", "tru_cli.errors", "tru_cli.redact", "tru_cli.store", "tru_cli.distributed",
-     "tru_cli.config", "tru_cli.tracking"],                 # core: no model, no data
+     "tru_cli.checks", "tru_cli.config", "tru_cli.tracking"],  # core: no model, no data
     ["tru_cli.data"],                                         # rows, files, encoding
     ["tru_cli.models"],                                       # loading, batched forward and generate
     ["tru_cli.backends"],                                     # chat and template backends
@@ -25,7 +25,7 @@ LAYERS = [
     ["tru_cli.metrics"],                                      # metric definitions, the judge
     ["tru_cli.benchmarks", "tru_cli.targets"],                # one module per benchmark; target writing
     ["tru_cli.attacks", "tru_cli.report"],                    # one module per attack; tru report
-    ["tru_cli.artifacts"],                                    # find-or-build through the store
+    ["tru_cli.artifacts", "tru_cli.preflight"],               # find-or-build through the store; input checks
     ["tru_cli.stages"],                                       # one thin runner per command
     ["tru_cli.runner"],                                       # Hydra, several processes
     ["tru_cli.cli", "tru_cli.__main__"],                      # the Typer app
@@ -115,13 +115,27 @@ def test_no_import_cycles():
     assert not cycles, "import cycles:\n" + "\n".join(cycles)
 
 
+def commented(lines: list[str], line: int) -> bool:
+    """Whether the import on `line` (1-based) carries a comment, or sits in a block of imports (blank
+    lines between its groups included) under one."""
+    index = line - 1
+    while index >= 0:
+        text = lines[index].strip()
+        if "#" in text:
+            return True
+        if text and not text.startswith(("from ", "import ")):
+            return False
+        index -= 1
+    return False
+
+
 def test_deferred_internal_imports_say_why():
     mods = modules()
     silent = []
     for name, path in mods.items():
         lines = path.read_text().splitlines()
         for _, line, deferred in imports(name, path, set(mods)):
-            if deferred and "#" not in lines[line - 1] and not lines[line - 2].strip().startswith("#"):
+            if deferred and not commented(lines, line):
                 silent.append(f"{path.relative_to(PACKAGE.parent)}:{line}")
     assert not silent, "deferred tru_cli imports without a comment:\n" + "\n".join(silent)
 

@@ -106,6 +106,18 @@ def test_attack_missing_a_package_fails_in_one_line_before_loading(tmp_path):
     assert not (tmp_path / ".tru_store").exists()  # nothing was trained or loaded first
 
 
+@pytest.mark.parametrize("args,needle", [
+    (["attack=suite", "attack.suite=[relearn,nosuch]"], "attack.suite has nosuch; choose from relearn, quantize"),
+    (["benchmark=muse_news"], "tru attack re-asks TOFU-format QA items; benchmark=muse_news"),
+])
+def test_an_attack_that_cannot_run_stops_in_one_line_before_anything_is_built(tmp_path, args, needle):
+    proc = run_tru(["attack", *args, "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
+    assert proc.returncode == 1
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
+    assert not (tmp_path / ".tru_store").exists()  # no model was finetuned or unlearned first
+
+
 @needs_bitsandbytes
 @pytest.mark.slow
 @pytest.mark.parametrize("bits", [8, 4])

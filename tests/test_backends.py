@@ -195,15 +195,16 @@ def test_killed_run_resumes_asking_only_for_missing_items(config, tmp_path):
     assert [t["question"] for t in targets] == qs  # no item lost
     assert all(t["reasoning"].startswith("The question") and "<think>" not in t["refusal"] for t in targets)
     assert len(second) == FORGET - cached  # no cached item asked again
+    assert first + len(second) - FORGET <= 2  # asked twice: at most the requests in flight at the kill
     assert len({r["question"] for r in second}) == len(second)
     m = results(tmp_path / "run")["metrics"]
     assert m["generator/cached"] == cached and m["generator/answered"] == FORGET - cached
 
 
 def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(config, tmp_path):
-    def run(url, *extra):
+    def run(url, *extra, check=True):
         return run_tru(["eval", *SMALL, "judge=openai", f"judge.base_url={url}", "judge.api_key_env=null",
-                        "judge.max_items=6", *extra, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+                        "judge.max_items=6", *extra, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=check)
 
     # the first forget answer's verdict is malformed once (then fine), a retain one always
     from tru_cli.benchmarks import tofu as tofu_benchmark
@@ -214,9 +215,16 @@ def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(config, tm
     faults = [{"match": f0, "sequence": ["say:Relevance: 8, Rejection: 7"]},
               {"match": r0, "sequence": ["say:{not json"] * 3}]
     with FakeOpenAI(faults=faults) as server:
-        run(server.url)
+        proc = run(server.url, check=False)
         asked = len(server.log)
-    m = results(tmp_path / "run")["metrics"]
+    # a missing verdict fails the run in one line (judge.allow_missing=true would accept it) ...
+    assert proc.returncode == 1
+    assert [line for line in proc.stderr.splitlines() if line.strip()] == [
+        "error: 1 judge verdict(s) stayed malformed or were refused (answers so far are cached); rerun the same "
+        "command to ask for them again, or set judge.allow_missing=true to report UQ/RQ over the verdicts that came"]
+    res = results(tmp_path / "run")
+    m = res["metrics"]  # ... with the scores of the verdicts that came kept in results.json
+    assert res["status"] == "failed"
     assert m["judge/uq_relevance"] == 8 and m["judge/uq_rejection"] == 7 and m["judge/uq_helpfulness"] == 6
     assert m["judge/uq"] == pytest.approx(7.0) and m["judge/uq_missing"] == 0 and m["judge/uq_items"] == 6
     assert m["judge/rq"] == pytest.approx(8.0) and m["judge/rq_missing"] == 1 and m["judge/rq_items"] == 5
@@ -225,11 +233,12 @@ def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(config, tm
     rows = [json.loads(line) for line in (tmp_path / "run" / "logs" / "judge_rq.jsonl").read_text().splitlines()]
     assert [r["status"] for r in rows].count("missing") == 1 and "logic" not in rows[0]
     assert "tofu/forget_rougeL_recall" in m  # the benchmark metrics are still there
-    with FakeOpenAI(faults=faults) as server:  # the same command again: every verdict from the cache
+    with FakeOpenAI() as server:  # the same command against a healthy server: only the missing verdict is asked
         run(server.url)
-        assert server.log == []
+        assert len(server.log) == 1 and r0 in server.log[0]["question"]
     again = results(tmp_path / "run")["metrics"]
-    assert again["judge/uq"] == m["judge/uq"] and again["judge_calls/cached"] == 12 + 3
+    assert again["judge/uq"] == m["judge/uq"] and again["judge/rq_missing"] == 0
+    assert again["judge_calls/cached"] == 12 + 3 and again["judge_calls/reasked"] == 1
 
 
 # -- local transformers backend -----------------------------------------------------------------
@@ -238,13 +247,13 @@ def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(config, tm
 @pytest.mark.slow
 def test_hf_backend_generates_targets_and_judges_offline(tmp_path):
     run_tru(["generate-targets", "generator=hf", "model=tiny", *SMALL, "generator.max_tokens=12",
-             f"hydra.run.dir={tmp_path / 'gt'}"], cwd=tmp_path)
+             "generator.allow_missing=true", f"hydra.run.dir={tmp_path / 'gt'}"], cwd=tmp_path)
     targets = [json.loads(line) for line in (tmp_path / "gt" / "targets.jsonl").read_text().splitlines()]
     m = results(tmp_path / "gt")["metrics"]
     assert targets and {t["backend"] for t in targets} == {"hf"}
     assert m["targets/count"] + m["targets/failed"] == FORGET and m["generator/generations"] >= FORGET
     run_tru(["eval", "judge=hf", "model=tiny", *SMALL, "judge.max_tokens=12", "judge.max_items=3",
-             f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)
+             "judge.allow_missing=true", f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)
     res = results(tmp_path / "ev")
     m = res["metrics"]
     # a 1.4M-parameter judge does not write the JSON: every verdict is missing, none is zero
@@ -320,7 +329,8 @@ def test_judge_parse_ignores_a_reasoning_trace_that_quotes_the_format():
 def test_a_refused_request_leaves_one_item_out_and_unlearning_goes_on(config, tmp_path):
     rows = _forget_rows(config)
     with FakeOpenAI(faults=[{"match": rows[5]["question"], "sequence": ["400"] * 3}], delay=0.05) as server:
-        run_tru(["unlearn", *SMALL, *_openai(server.url, "generator.api_key_env=null", "generator.max_retries=0"),
+        run_tru(["unlearn", *SMALL, *_openai(server.url, "generator.api_key_env=null", "generator.max_retries=0",
+                                             "generator.allow_missing=true"),
                  f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
         refused = [r for r in server.log if r["action"] == "400"]
     m = results(tmp_path / "run")["metrics"]

@@ -139,17 +139,16 @@ def test_missing_data_file_is_named(tmp_path):
     assert proc.returncode == 1
 
 
-def test_malformed_jsonl_line_is_named_and_the_failure_recorded(tmp_path):
+def test_malformed_jsonl_line_is_named_before_the_run_starts(tmp_path):
     data = tmp_path / "data"
     data.mkdir()
     (data / "forget10.jsonl").write_text('{"question": "q1", "answer": "a1"}\n{"question": "q2", "answer"\n')
     proc = run_tru(["generate-targets", "benchmark=tofu", f"benchmark.data_dir={data}", "logger=none",
                     f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
     _one_line_error(proc, "forget10.jsonl line 2", "malformed JSON")
-    import json
+    assert proc.returncode == 2 and not (tmp_path / "run").exists()  # refused before the run began
 
-    results = json.loads((Path(tmp_path) / "run" / "results.json").read_text())
-    assert results["status"] == "failed" and "line 2" in results["error"]
+
 def test_every_experiment_overlay_composes(config):
     from tru_cli.config import experiments_root
 

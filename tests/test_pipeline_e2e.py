@@ -186,9 +186,10 @@ def test_submitit_local_runs_sweep_jobs_and_counts_failures(pipeline_run, workdi
     for job in ("0", "1"):
         res = results(sweep / job)
         assert res["status"] == "completed" and res["metrics"]["unlearned/tofu/forget_rougeL_recall"] >= 0
-    # failures inside submitit's processes are counted by the launching process
+    # failures inside submitit's processes are counted by the launching process (a model that is neither
+    # a local folder nor on the offline hub passes the checks before launch and fails inside the job)
     bad = workdir / "submitit_bad"
-    proc = run_tru(["eval", "-m", "eval.from_logs=/nope/a,/nope/b", "hydra/launcher=submitit_local", *SMALL,
+    proc = run_tru(["eval", "-m", "model.path=nope/a,nope/b", "hydra/launcher=submitit_local", *SMALL,
                     f"hydra.sweep.dir={bad}"], workdir, check=False)
     assert proc.returncode != 0 and "2 of 2 sweep jobs failed" in proc.stdout + proc.stderr
     assert all(results(bad / job)["status"] == "failed" for job in ("0", "1"))

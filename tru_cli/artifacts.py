@@ -13,20 +13,19 @@ import logging
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
-from transformers import set_seed
 
 from tru_cli import benchmarks, store
 from tru_cli.backends import OfflineBackend
 from tru_cli.errors import TruError
-from tru_cli.methods import finetune, unlearn
 from tru_cli.metrics import judge as judge_metrics
 from tru_cli.models import loading, tiny
 from tru_cli.targets import generate as target_generation
 
 FORMAT_VERSION = 3  # bump when a stage's output format changes, so old store entries are not reused
-# Generator settings that change how requests travel, not what the targets are: left out of the key.
+# Generator settings that change how requests travel or when a run gives up, not what the targets
+# are: left out of the key.
 TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout", "max_retries", "concurrency", "requests_per_minute",
-                  "cache", "price_per_mtok")
+                  "cache", "price_per_mtok", "allow_missing")
 ROLES = ("full", "retain")
 log = logging.getLogger("tru")
 
@@ -90,6 +89,12 @@ def initial_model(cfg: DictConfig):
 
 def build_finetuned(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
     """Finetune the initial model on the split of `role` into `out_dir/model`; the training summary."""
+    # deferred: the Trainer (and transformers' set_seed) pull in peft, datasets and bitsandbytes
+    # (seconds); evaluation never needs them
+    from transformers import set_seed
+
+    from tru_cli.methods import finetune
+
     set_seed(int(cfg.seed))  # before the initial model: its random weights depend on it
     rows = benchmarks.of(cfg.benchmark).training_rows(cfg.benchmark, split_for(cfg, role))
     model, tok = initial_model(cfg)
@@ -145,6 +150,8 @@ def targets(cfg: DictConfig) -> str:
 def build_unlearned(cfg: DictConfig, target: str, targets_path: str | None, out_dir: Path, on_log=None) -> dict:
     """Unlearn `target` into `out_dir/model` on the benchmark's forget rows (and retain rows, when
     the method has a retain term); the training summary."""
+    from tru_cli.methods import unlearn  # deferred: see build_finetuned
+
     bench = benchmarks.of(cfg.benchmark)
     forget = bench.forget_rows(cfg.benchmark)
     retain = bench.retain_rows(cfg.benchmark) if "retain" in unlearn.parts_of(cfg.method) else []

@@ -11,10 +11,8 @@ import sys
 
 import typer
 
-from tru_cli import __version__, distributed, runner
-from tru_cli.config import compose, validate_overrides
+from tru_cli import __version__
 from tru_cli.errors import TruError
-from tru_cli.report import report as build_report
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
 app = typer.Typer(
@@ -35,13 +33,18 @@ def _fail(message: str, code: int = 2) -> None:
 
 
 def _launch(command: str, args: list[str]) -> None:
+    # deferred here and below: config, runner and report import hydra and omegaconf (tenths of a
+    # second) that --help and --version never need
+    from tru_cli import preflight, runner
+    from tru_cli.config import validate_overrides
+
     modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r")]
     if len({m.lstrip("-")[0] for m in modes}) > 1:
         _fail(f"{' and '.join(modes)} cannot be combined; Hydra runs one of them at a time")
     hydra_help = any(a in ("--hydra-help", "--info", "-i") for a in args)
     if not hydra_help:
         try:
-            validate_overrides(command, args)
+            validate_overrides(command, args, lambda cfg: preflight.problems(command, cfg))
         except TruError as exc:
             _fail(str(exc))
     if not hydra_help and not modes:
@@ -53,6 +56,9 @@ def _launch(command: str, args: list[str]) -> None:
 
 def _maybe_distributed(command: str, args: list[str]) -> None:
     """device=ddp|ddp_sim|fsdp|deepspeed with several processes: fan out, then exit with their code."""
+    from tru_cli import distributed, runner  # deferred: see _launch
+    from tru_cli.config import compose
+
     if command not in distributed.COMMANDS or "LOCAL_RANK" in os.environ:
         return
     try:
@@ -139,13 +145,17 @@ def report(
 
       tru report runs/a runs/b --metrics tofu/forget_quality,tofu/model_utility --role unlearned
     """
+    from tru_cli import report as report_runs  # deferred: see _launch
+
     names = [m.strip() for m in metrics.split(",")] if metrics else None
     try:
-        table, written = build_report(paths, names, role, out, log_wandb)
+        made = report_runs.report(paths, names, role, out)
     except TruError as exc:
         _fail(str(exc))
-    typer.echo(table)
-    typer.echo("wrote " + ", ".join(str(p) for p in written))
+    typer.echo(made.table)
+    if log_wandb:
+        report_runs.publish(made)
+    typer.echo("wrote " + ", ".join(str(p) for p in made.files))
 
 
 _command("attack", """Attack an unlearned model and report how much forgetting comes back (recovery).

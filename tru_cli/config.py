@@ -19,6 +19,7 @@ from hydra.errors import HydraException
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from tru_cli import checks
 from tru_cli.errors import TruError
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -33,6 +34,7 @@ COMMAND_CONFIGS = {
 # Flags that belong to Hydra itself; they are passed through untouched.
 HYDRA_FLAGS_WITH_VALUE = {"--cfg", "-c", "--package", "-p", "--info", "-i", "--config-name", "-cn",
                           "--config-dir", "-cd", "--experimental-rerun"}
+MAX_KEY = 256  # longer override keys are typos or junk; Hydra would fail on the file name they make
 HYDRA_FLAGS = {"-m", "--multirun", "--resolve", "--help", "-h", "--hydra-help", "--version",
                "--shell-completion", "-sc", "--run", "-r"}
 
@@ -63,6 +65,26 @@ def split_percent(forget_split: str) -> int:
     return int(match.group(1))
 
 
+_FRESH: dict[str, str] = {}  # base -> the folder this process claimed for it
+
+
+def fresh_dir(base: str) -> str:
+    """A run or sweep folder no other run has: `base` itself, or `base-1`, `base-2`, ... when another
+    command (started in the same second) took it first. The folder is made here, atomically, so two
+    processes can never claim the same one; within one process the same base gives the same folder."""
+    if base not in _FRESH:
+        path, n = Path(base), 0
+        while True:
+            candidate = path if n == 0 else path.with_name(f"{path.name}-{n}")
+            try:
+                candidate.mkdir(parents=True)
+                break
+            except FileExistsError:
+                n += 1
+        _FRESH[base] = str(candidate)
+    return _FRESH[base]
+
+
 def _register_resolvers() -> None:
     if not OmegaConf.has_resolver("tru.retain_split"):
         OmegaConf.register_new_resolver(
@@ -71,6 +93,9 @@ def _register_resolvers() -> None:
         OmegaConf.register_new_resolver(
             "tru.holdout_split", lambda s: f"holdout{split_percent(s):02d}"
         )
+        # cached in the config, as Hydra's `now` is: a sweep's jobs (in this process or, with submitit,
+        # in others) read the folder the launching process claimed instead of claiming another
+        OmegaConf.register_new_resolver("tru.fresh_dir", fresh_dir, use_cache=True)
 
 
 _register_resolvers()
@@ -176,13 +201,37 @@ def _valid_keys(command: str, parent: str, overrides: list[str]) -> str:
     return "(see tru <command> --cfg job)"
 
 
-def validate_overrides(command: str, args: list[str]) -> None:
-    """Compose every sweep point and resolve it; raise TruError naming the first problem."""
+def unknown_flags(args: list[str]) -> list[str]:
+    """Dash-arguments that are not Hydra's flags (Hydra's own parser would end in a traceback)."""
+    out, skip = [], False
+    for arg in args:
+        if skip:
+            skip = False
+        elif arg in HYDRA_FLAGS_WITH_VALUE:
+            skip = True
+        elif arg.startswith("-") and arg not in HYDRA_FLAGS:
+            out.append(arg)
+    return out
+
+
+def validate_overrides(command: str, args: list[str], more_checks=None) -> None:
+    """Compose every sweep point and resolve it, then check its values and paths (checks.py) and, with
+    `more_checks(cfg) -> [problems]`, its inputs; raise TruError naming the first composition
+    problem, or every other problem at once."""
+    unknown = unknown_flags(args)
+    if unknown:
+        raise TruError(f"unknown flag {' '.join(unknown)}; tru {command} takes key=value overrides and Hydra's "
+                       f"flags (-m, --cfg job, --info, --hydra-help); see tru {command} --help")
     overrides = hydra_overrides(args)
+    long = [o.split("=", 1)[0] for o in overrides if len(o.split("=", 1)[0]) > MAX_KEY]
+    if long:
+        raise TruError(f"override key '{long[0][:40]}...' has {len(long[0])} characters; no config key is longer "
+                       f"than {MAX_KEY} (see tru {command} --cfg job for the keys)")
     try:
         points = expand_sweeps(overrides) if overrides else [[]]
     except HydraException as exc:
         raise TruError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
+    found: list[str] = []
     for point in points:
         try:
             cfg = compose(command, point)
@@ -194,3 +243,10 @@ def validate_overrides(command: str, args: list[str]) -> None:
             if cause is not None:
                 raise cause from None
             raise TruError(_explain(exc, command, point)) from None
+        found += [p for p in checks.problems(cfg) + (more_checks(cfg) if more_checks else []) if p not in found]
+    for arg in args:  # the run and sweep folders Hydra will create
+        key, _, value = arg.partition("=")
+        if key in ("hydra.run.dir", "hydra.sweep.dir") and value and not checks.writable(Path(value)):
+            found.append(f"{key}={value} cannot be written; point it at a writable folder")
+    if found:
+        raise TruError(f"{len(found)} problem{'s' if len(found) > 1 else ''}: " + " | ".join(found))

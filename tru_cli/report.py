@@ -11,10 +11,12 @@ import csv
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from tru_cli.checks import writable
 from tru_cli.errors import TruError
 from tru_cli.tracking import resolve_wandb_mode
 
@@ -75,11 +77,27 @@ def attack_rows(run: Path, res: dict) -> list[dict]:
              **{m: values.get(f"attack/{name}/{m}") for m in ATTACK_METRICS}} for name in names]
 
 
+def read_results(path: Path) -> dict:
+    """A run's results.json, or a TruError naming the file when it is not one tru wrote."""
+    fix = "remove it, or give the run folders without it"
+    try:
+        res = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TruError(f"{path} is not JSON ({str(exc).splitlines()[0][:60]}); {fix}") from None
+    if not isinstance(res, dict) or not isinstance(res.get("metrics"), dict) or "command" not in res:
+        raise TruError(f"{path} is not a tru results file (an object with 'command', 'status' and "
+                       f"'metrics' is expected); {fix}")
+    bad = [k for k, v in res["metrics"].items() if v is not None and (isinstance(v, bool) or not isinstance(v, int | float))]
+    if bad:
+        raise TruError(f"{path}: metric {bad[0]}={res['metrics'][bad[0]]!r} is not a number; {fix}")
+    return res
+
+
 def collect(paths: list[str], metrics: list[str], role: str) -> list[dict]:
     """Rows of the table; attack runs give one row per attack with the ATTACK_METRICS columns."""
     rows = []
     for run in find_runs(paths):
-        res = json.loads((run / "results.json").read_text())
+        res = read_results(run / "results.json")
         if res.get("command") == "attack":
             rows.extend(attack_rows(run, res))
             continue
@@ -164,10 +182,21 @@ def log_to_wandb(rows: list[dict], metrics: list[str], images: list[Path]) -> bo
     return True
 
 
-def report(paths: list[str], metrics: list[str] | None, role: str, out: str | None,
-           log_wandb: bool = False) -> tuple[str, list[Path]]:
-    """`tru report`: (the markdown table, the files written). `metrics` None = the TOFU five, plus
-    the judge's columns when some run was judged; only attack runs = the attack columns."""
+@dataclass
+class Report:
+    """What `tru report` made: the markdown table and the files written (table, CSV, plots)."""
+
+    table: str
+    files: list[Path]
+    rows: list[dict]
+    metrics: list[str]
+    images: list[Path]
+    folder: Path
+
+
+def report(paths: list[str], metrics: list[str] | None, role: str, out: str | None) -> Report:
+    """`tru report`: one table over the runs. `metrics` None = the TOFU five, plus the judge's
+    columns when some run was judged; only attack runs = the attack columns."""
     names = metrics or DEFAULT_METRICS + OPTIONAL_METRICS
     rows = collect(paths, names, role)
     if not metrics:
@@ -175,13 +204,18 @@ def report(paths: list[str], metrics: list[str] | None, role: str, out: str | No
     if rows and all(r["method"].count(" / ") for r in rows):  # only attack runs: their own columns
         names = ATTACK_METRICS
     folder = Path(out) if out else Path(paths[0]) / "report"
+    if not writable(folder):
+        raise TruError(f"the report folder {folder} cannot be written; choose another with --out DIR")
     md, csv_path = write_tables(rows, names, folder)
     images = plots(rows, folder)
-    if log_wandb:
-        import wandb  # deferred: wandb is slow to import and only --wandb needs it
+    return Report(md.read_text(), [md, csv_path, *images], rows, names, images, folder)
 
-        run = wandb.init(project="tru", job_type="report", dir=str(folder),
-                         mode=resolve_wandb_mode(os.environ.get("WANDB_MODE", "auto")))
-        log_to_wandb(rows, names, images)
-        run.finish()
-    return md.read_text(), [md, csv_path, *images]
+
+def publish(rep: Report) -> None:
+    """The table and plots into a new wandb run (`tru report --wandb`)."""
+    import wandb  # deferred: wandb is slow to import and only --wandb needs it
+
+    run = wandb.init(project="tru", job_type="report", dir=str(rep.folder),
+                     mode=resolve_wandb_mode(os.environ.get("WANDB_MODE", "auto")))
+    log_to_wandb(rep.rows, rep.metrics, rep.images)
+    run.finish()

@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import time
+import traceback
 from pathlib import Path
 
 import hydra
@@ -22,8 +23,8 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tru_cli import distributed
-from tru_cli.config import COMMAND_CONFIGS, conf_dir, searchpath_override, split_flags
+from tru_cli import distributed, redact
+from tru_cli.config import COMMAND_CONFIGS, conf_dir, fresh_dir, searchpath_override, split_flags
 from tru_cli.errors import TruError
 from tru_cli.tracking import RunRecorder
 
@@ -55,7 +56,7 @@ class SweepStatus(Callback):
 def _stage(command: str):
     from tru_cli import stages  # deferred: the stages import torch and transformers (seconds)
 
-    return stages.STAGES[command]
+    return stages.stage(command)
 
 
 def _quiet_libraries() -> None:
@@ -99,9 +100,16 @@ def run_hydra(command: str, args: list[str]) -> int:
                 raise SystemExit(1) from None
         except Exception as exc:  # recorded as failed; a sweep goes on with its next job
             failures.append(repr(exc))
-            if not multirun:
-                raise
-            log.exception("job failed: %s", exc)
+            if multirun:
+                log.exception("job failed: %s", exc)
+                return
+            # one line for the user; the traceback, for a bug report, beside the run's results.json
+            trace = Path(run_dir) / "traceback.txt"
+            trace.write_text(redact.scrub(traceback.format_exc()))
+            first = redact.scrub(str(exc)).splitlines()[0][:300] if str(exc) else ""
+            print(f"error: {type(exc).__name__}: {first} (unexpected; the traceback is in {trace})",
+                  file=sys.stderr)
+            raise SystemExit(1) from None
 
     saved_argv = sys.argv
     flags, overrides = split_flags(args)
@@ -128,9 +136,10 @@ def launch(command: str, args: list[str], cfg: DictConfig) -> int:
         extra.append(f"unlearn.targets={artifacts.targets(cfg)}")
     if not any(a.startswith("hydra.run.dir=") for a in args):
         stamp = dt.datetime.now().strftime("%Y-%m-%d_%H-%M-%S")
-        extra.append(f"hydra.run.dir={Path(cfg.paths.runs) / command / stamp}")
+        extra.append(f"hydra.run.dir={fresh_dir(str(Path(cfg.paths.runs) / command / stamp))}")
     n = int(cfg.device.num_processes)
     env = dict(os.environ)
+    env.setdefault("FSDP_STATE_DICT_TYPE", "FULL_STATE_DICT")  # device=fsdp: rank 0 saves whole weights
     if cfg.device.get("threads"):
         env["OMP_NUM_THREADS"] = str(cfg.device.threads)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",

@@ -8,14 +8,12 @@ import copy
 from pathlib import Path
 
 from omegaconf import OmegaConf
-from transformers import Trainer
 
 from tru_cli.attacks.recovery import item_logs
 from tru_cli.data import files
 from tru_cli.data.encoding import QACollator
 from tru_cli.errors import TruError
 from tru_cli.methods import lora
-from tru_cli.methods.trainer import ListDataset, quiet, training_args
 
 
 def relearn_split(n: int, subset: float) -> tuple[list[int], list[int]]:
@@ -50,6 +48,11 @@ def adapters(acfg):
 
 
 def run(ctx, acfg):
+    # deferred: the Trainer pulls in peft, datasets and bitsandbytes (seconds); prompt attacks never need it
+    from transformers import Trainer
+
+    from tru_cli.methods.trainer import ListDataset, quiet, training_args
+
     data = acfg.get("data", "forget")
     if data == "forget":
         train_idx, eval_idx = relearn_split(len(ctx.rows), float(acfg.get("subset", 0.5)))
@@ -65,8 +68,9 @@ def run(ctx, acfg):
     for steps in sorted(int(s) for s in acfg.steps):
         model = copy.deepcopy(ctx.unlearned).train()
         if steps:
-            if acfg.lora:
-                model = lora.apply(model, adapters(acfg))
+            if acfg.lora:  # checkpointing, as training_args below sets it, needs inputs that require grad
+                model = lora.apply(model, adapters(acfg), bool(ctx.cfg.trainer.get("gradient_checkpointing")),
+                                   key="attack.lora_target_modules")
             args = training_args(ctx.cfg, acfg.trainer, Path(ctx.cfg.paths.store) / "tmp_relearn")
             args.max_steps = steps
             quiet(Trainer(model=model, args=args, train_dataset=train,

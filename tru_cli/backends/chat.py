@@ -32,6 +32,9 @@ class ChatReply:
     error: str | None = None  # the server refused this request alone (e.g. http_400): not cached
 
 
+REPLY_FIELDS = ("content", "reasoning", "usage", "error")  # what a cache entry replays (not its status)
+
+
 class Reject(Exception):
     """Raised by a validator: the answer is unusable (`reason` is counted) and is asked again."""
 
@@ -47,8 +50,10 @@ class ChatBackend(Protocol):
     def body(self, messages: list[dict]) -> dict:
         """The request as sent, without credentials: what the cache key hashes."""
 
-    def stream(self, jobs: list[tuple[int, list[dict], int]]) -> Iterator[tuple[int, ChatReply]]:
-        """(job index, reply) for each (index, messages, attempt), in completion order."""
+    def stream(self, jobs: list[tuple[int, list[dict], int]],
+               persist: Callable[[int, int, ChatReply], None]) -> Iterator[tuple[int, ChatReply]]:
+        """(job index, reply) for each (index, messages, attempt), in completion order; each answer
+        goes to `persist(index, attempt, reply)` the moment it arrives, before it is yielded."""
 
     def stats(self) -> dict:
         """Transport counts: http requests, retries, statuses, timeouts."""
@@ -74,38 +79,46 @@ class ChatService:
         self.seconds = 0.0
 
     def run(self, messages: list[list[dict]], accept: Callable[[int, ChatReply], object]) -> list:
-        """One accepted value per conversation, or None where every attempt was rejected."""
+        """One accepted value per conversation, or None where this run's attempts were all rejected.
+
+        Cached answers are replayed first (through `accept` again); an item whose cached answers were
+        all rejected is asked again with the next attempt numbers, so a rerun re-asks only what earlier
+        runs left without a usable answer, up to `max_attempts` new requests per item and run."""
         start = time.perf_counter()
         results: list = [None] * len(messages)
-        attempt = dict.fromkeys(range(len(messages)), 0)
         bodies = [self.backend.body(m) for m in messages]
+        attempt = dict.fromkeys(range(len(messages)), 0)  # next attempt number of each open item
+        asked = dict.fromkeys(range(len(messages)), 0)    # requests sent for it in this run
 
-        def take(i: int, reply: ChatReply) -> None:
+        def take(i: int, reply: ChatReply) -> bool:
             try:
                 results[i] = accept(i, reply)
-                del attempt[i]
+                return True
             except Reject as rej:
                 self.rejections[rej.reason] += 1
-                if attempt[i] + 1 >= self.max_attempts:
-                    self.counts["failed"] += 1
-                    log.warning("%s item %d: rejected %d time(s) (%s); recorded as missing",
-                                self.label, i, self.max_attempts, rej.reason)
+                return False
+
+        for i in range(len(messages)):  # replay what earlier runs paid for
+            while (cached := self.cache.get(request_key(bodies[i], attempt[i]))) is not None:
+                self.counts["cached"] += 1
+                if take(i, ChatReply(**{k: v for k, v in cached.items() if k in REPLY_FIELDS})):
                     del attempt[i]
-                else:
-                    attempt[i] += 1
+                    break
+                attempt[i] += 1
+        reasked = [i for i, a in attempt.items() if a > 0]
+        if reasked:
+            log.info("%s: asking again for %d item(s) whose earlier answers were all rejected", self.label,
+                     len(reasked))
+        self.counts["reasked"] += len(reasked)
+
+        def persist(i: int, a: int, reply: ChatReply) -> None:  # called the moment an answer arrives
+            self.cache.put(request_key(bodies[i], a), {**asdict(reply), "status": "answered"})
 
         with Progress(transient=True) as bar:
             task = bar.add_task(f"{self.backend.name} {self.label}", total=len(messages))
             while attempt:
-                ask = []
-                for i, a in list(attempt.items()):
-                    cached = self.cache.get(request_key(bodies[i], a))
-                    if cached is not None:
-                        self.counts["cached"] += 1
-                        take(i, ChatReply(**cached))
-                    else:
-                        ask.append((i, messages[i], a))
-                for i, reply in self.backend.stream(ask):
+                ask = [(i, messages[i], a) for i, a in attempt.items()]
+                for i, reply in self.backend.stream(ask, persist):
                     if reply.error:  # refused by the server: the item is missing, asked again next run
                         self.rejections[reply.error] += 1
                         self.counts["failed"] += 1
@@ -113,12 +126,20 @@ class ChatService:
                                     self.label, i, reply.error)
                         del attempt[i]
                         continue
-                    a = attempt[i]
-                    self.cache.put(request_key(bodies[i], a), asdict(reply))
                     self.counts["answered"] += 1
                     self.counts["prompt_tokens"] += int(reply.usage.get("prompt_tokens") or 0)
                     self.counts["completion_tokens"] += int(reply.usage.get("completion_tokens") or 0)
-                    take(i, reply)
+                    asked[i] += 1
+                    if take(i, reply):
+                        del attempt[i]
+                    else:  # recorded as rejected: a rerun asks for this item again
+                        self.cache.put(request_key(bodies[i], attempt[i]), {**asdict(reply), "status": "rejected"})
+                        attempt[i] += 1
+                        if asked[i] >= self.max_attempts:
+                            self.counts["failed"] += 1
+                            log.warning("%s item %d: rejected %d time(s); recorded as missing (a rerun asks "
+                                        "again)", self.label, i, asked[i])
+                            del attempt[i]
                     bar.update(task, completed=len(messages) - len(attempt))
                 bar.update(task, completed=len(messages) - len(attempt))
         self.seconds += time.perf_counter() - start
@@ -127,7 +148,7 @@ class ChatService:
     def summary(self, prefix: str) -> dict:
         """Counts for results.json; tokens and cost cover this run's answers, not cached ones."""
         out = {f"{prefix}/{k}": v for k, v in self.backend.stats().items()}
-        for key in ("answered", "cached", "failed", "prompt_tokens", "completion_tokens"):
+        for key in ("answered", "cached", "reasked", "failed", "prompt_tokens", "completion_tokens"):
             out[f"{prefix}/{key}"] = self.counts[key]
         for reason, n in self.rejections.items():
             out[f"{prefix}/rejected_{reason}"] = n

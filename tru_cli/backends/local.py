@@ -37,7 +37,7 @@ class HFChat:
         ids = self.tok(text, add_special_tokens=False)["input_ids"]
         return ids[-self.max_prompt:]
 
-    def stream(self, jobs: list[tuple[int, list[dict], int]]) -> Iterator[tuple[int, ChatReply]]:
+    def stream(self, jobs: list[tuple[int, list[dict], int]], persist=None) -> Iterator[tuple[int, ChatReply]]:
         sampling = ({"do_sample": True, "temperature": self.temperature} if self.temperature > 0
                     else {"do_sample": False})
         for start in range(0, len(jobs), self.batch_size):
@@ -45,9 +45,12 @@ class HFChat:
             torch.manual_seed(self.seed + 7919 * batch[0][2] + start)
             prompts = [self._prompt_ids(messages) for _, messages, _ in batch]
             outputs = batching.generate(self.net, self.tok, prompts, self.max_new_tokens, len(batch), **sampling)
-            for (i, _, _), prompt, (text, count) in zip(batch, prompts, outputs, strict=True):
+            for (i, _, attempt), prompt, (text, count) in zip(batch, prompts, outputs, strict=True):
                 self.generated += 1
-                yield i, ChatReply(content=text, usage={"prompt_tokens": len(prompt), "completion_tokens": count})
+                reply = ChatReply(content=text, usage={"prompt_tokens": len(prompt), "completion_tokens": count})
+                if persist:
+                    persist(i, attempt, reply)
+                yield i, reply
 
     def stats(self) -> dict:
         return {"generations": self.generated}

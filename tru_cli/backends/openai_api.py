@@ -114,11 +114,19 @@ class OpenAIChat:
         usage = response.usage.model_dump(include={"prompt_tokens", "completion_tokens"}) if response.usage else {}
         return ChatReply(content=message.content or "", reasoning=reasoning, usage=usage)
 
-    def stream(self, jobs: list[tuple[int, list[dict], int]]) -> Iterator[tuple[int, ChatReply]]:
+    def _ask_and_keep(self, i: int, messages: list[dict], attempt: int, persist) -> ChatReply:
+        """One request in a worker thread; the answer is kept (cache, flushed) before anything else
+        happens to it, so a kill loses at most the requests still in flight."""
+        reply = self._ask(messages)
+        if persist:
+            persist(i, attempt, reply)
+        return reply
+
+    def stream(self, jobs: list[tuple[int, list[dict], int]], persist=None) -> Iterator[tuple[int, ChatReply]]:
         if not jobs:
             return
         pool = ThreadPoolExecutor(max_workers=self.concurrency)
-        futures = {pool.submit(self._ask, messages): i for i, messages, _ in jobs}
+        futures = {pool.submit(self._ask_and_keep, i, messages, attempt, persist): i for i, messages, attempt in jobs}
         fatal = None
         try:
             for future in as_completed(futures):
@@ -163,6 +171,10 @@ class OpenAIChat:
         except openai.APIStatusError as exc:
             raise TruError(f"{where} answered {exc.status_code} after {self.max_retries} retries: "
                            f"{redact.scrub(str(exc.message))[:200]} (answers so far are cached)") from None
+        except (openai.APIError, ValueError) as exc:  # e.g. 200 with a body that is not JSON
+            raise TruError(f"{where} sent an answer that is not an OpenAI chat completion "
+                           f"({type(exc).__name__}: {redact.scrub(str(exc))[:120]}); check the URL "
+                           f"(answers so far are cached)") from None
 
     def stats(self) -> dict:
         with self._count_lock:

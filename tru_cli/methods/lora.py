@@ -4,18 +4,22 @@ model (KL, RMU) is the same network with the adapters switched off, so no second
 from __future__ import annotations
 
 from omegaconf import DictConfig
-from peft import LoraConfig, get_peft_model
 
 from tru_cli.errors import TruError
 
 
-def apply(model, lora: DictConfig, checkpointing: bool = False):
+def apply(model, lora: DictConfig, checkpointing: bool = False, key: str = "trainer.lora.target_modules"):
+    """`model` with LoRA adapters (r, alpha, dropout, target_modules of `lora`); `key` is the setting
+    that named the modules, for the one-line error when the model lacks some."""
+    # deferred: peft takes about a second to import; only LoRA runs need it
+    from peft import LoraConfig, get_peft_model
+
     names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
     absent = [m for m in lora.target_modules if m not in names]
     if absent:  # peft would silently adapt only the others
         linear = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
                          if type(m).__name__ == "Linear" and "." in n})
-        raise TruError(f"trainer.lora.target_modules has {', '.join(absent)}, which this model does not have; "
+        raise TruError(f"{key} has {', '.join(absent)}, which this model does not have; "
                        f"its linear layers are: {', '.join(linear)}")
     if checkpointing:  # checkpointed blocks need an input that requires grad to backprop into adapters
         model.enable_input_require_grads()
@@ -24,7 +28,7 @@ def apply(model, lora: DictConfig, checkpointing: bool = False):
                             target_modules=list(lora.target_modules), task_type="CAUSAL_LM")
         return get_peft_model(model, config)
     except ValueError as exc:  # e.g. a target module the architecture does not have
-        raise TruError(f"trainer.lora: {str(exc).splitlines()[0]}") from None
+        raise TruError(f"{key}: {str(exc).splitlines()[0]}") from None
 
 
 class AdapterOff:

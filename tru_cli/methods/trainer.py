@@ -202,6 +202,9 @@ def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Pat
         if trainer.is_world_process_zero():
             tokenizer.save_pretrained(Path(out_dir) / "model")
             (Path(out_dir) / "model" / "training_args.bin").unlink(missing_ok=True)  # a pickle; never read
+            if not any((Path(out_dir) / "model").glob("*.safetensors")):  # SHARDED_STATE_DICT writes none
+                raise TruError("FSDP saved no full weights; run with FSDP_STATE_DICT_TYPE=FULL_STATE_DICT "
+                               "(tru's own launch sets it)")
     elif trainer.is_world_process_zero():  # one writer in a multi-process run
         model = to_save(trainer.model) if to_save else trainer.model
         loading.save(model, tokenizer, Path(out_dir) / "model")

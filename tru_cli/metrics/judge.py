@@ -168,3 +168,13 @@ def judge(cfg: DictConfig, answers: dict[str, list[dict]] | None, log_dir: Path,
     for rubric, rows in item_logs.items():
         write_jsonl(Path(log_dir) / f"judge_{rubric}.jsonl", rows)
     return {**metrics, **service.summary("judge_calls")}
+
+
+def require_complete(cfg: DictConfig, metrics: dict) -> None:
+    """Fail, naming the count, when verdicts are missing and `judge.allow_missing` is not set (the
+    caller records the metrics first: what was bought stays cached and reported)."""
+    missing = int(sum(metrics.get(f"judge/{rubric}_missing") or 0 for rubric in RUBRICS))
+    if missing and not cfg.judge.get("allow_missing", False):
+        raise TruError(f"{missing} judge verdict(s) stayed malformed or were refused (answers so far are "
+                       f"cached); rerun the same command to ask for them again, or set judge.allow_missing=true "
+                       f"to report UQ/RQ over the verdicts that came")

@@ -29,7 +29,6 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from rouge_score import rouge_scorer
 
 from tru_cli.metrics import mia
 from tru_cli.models import batching
@@ -40,6 +39,8 @@ _SENTINEL = "\x00"
 
 @lru_cache(maxsize=1)
 def _scorer():
+    from rouge_score import rouge_scorer  # deferred: it loads nltk (about a second)
+
     return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)  # MUSE: no stemming
 
 

@@ -19,32 +19,27 @@ Aggregates (direction in brackets):
 
 from __future__ import annotations
 
-import json
 import logging
 import math
-from pathlib import Path
 
 import numpy as np
-from rouge_score import rouge_scorer
 from scipy.stats import hmean, ks_2samp
 
-from tru_cli.data.files import read_jsonl, write_jsonl
-from tru_cli.errors import TruError
 from tru_cli.metrics import mia
+from tru_cli.metrics.tofu_logs import SETS, read_logs, write_logs  # noqa: F401 (where callers find them)
 
 log = logging.getLogger("tru")
-SETS = ("forget", "retain", "real_authors", "world_facts")
 SHORT = {"forget": "forget", "retain": "retain", "real_authors": "ra", "world_facts": "wf"}
-# TOFU's own per-item log files, by our set names.
-TOFU_LOG_FILES = {"forget": "eval_log_forget.json", "retain": "eval_log.json",
-                  "real_authors": "eval_real_author_wo_options.json",
-                  "world_facts": "eval_real_world_wo_options.json"}
 UTILITY_KEYS = ["retain_prob", "retain_rougeL_recall", "retain_truth_ratio",
                 "ra_prob", "ra_rougeL_recall", "ra_truth_ratio",
                 "wf_prob", "wf_rougeL_recall", "wf_truth_ratio"]
 
 
 def rouge_recalls(references: list[str], generations: list[str]) -> list[dict]:
+    from rouge_score import (
+        rouge_scorer,  # deferred: it loads nltk (about a second); training never needs it
+    )
+
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
     out = []
     for ref, gen in zip(references, generations, strict=True):
@@ -153,50 +148,3 @@ def aggregate(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | 
     for key in HEADLINE:
         flat.setdefault(key, None)
     return {f"tofu/{k}": v for k, v in flat.items()}
-
-
-# ---- per-item logs: ours (JSONL, one file per set) and TOFU's originals (eval_log*.json) ----
-
-def write_logs(out_dir: Path, sets: dict[str, list[dict]]) -> list[Path]:
-    paths = []
-    for name, items in sets.items():
-        path = Path(out_dir) / f"tofu_{name}.jsonl"
-        write_jsonl(path, items)
-        paths.append(path)
-    return paths
-
-
-def _from_tofu_file(path: Path) -> list[dict]:
-    """Items of one original TOFU log file (maps from item index to value, per statistic)."""
-    data = json.loads(Path(path).read_text())
-    keys = ["avg_gt_loss", "avg_paraphrased_loss", "average_perturb_loss", "rougeL_recall",
-            "rouge1_recall", "generated_text"]
-    index = sorted(data["avg_gt_loss"], key=int)
-    items = []
-    for i in index:
-        item = {"id": i}
-        for key in keys:
-            if key in data and i in data[key]:
-                item[key] = data[key][i]
-        if "generated_text" in item:  # [prompt, generation, ground truth]
-            item["question"], item["generation"], item["answer"] = item.pop("generated_text")
-        if item.get("avg_paraphrased_loss") is None and "average_perturb_loss" in item:
-            item["avg_paraphrased_loss"] = item["avg_gt_loss"]
-        items.append(item)
-    return items
-
-
-def read_logs(log_dir: str | Path) -> dict[str, list[dict]]:
-    """Per-item logs from a directory written by `tru eval` or by the original TOFU code."""
-    log_dir = Path(log_dir)
-    if not log_dir.is_dir():
-        raise TruError(f"log directory {log_dir} does not exist")
-    for sub in (log_dir, log_dir / "logs"):
-        ours = {n: sub / f"tofu_{n}.jsonl" for n in (*SETS, "holdout")}
-        if any(p.is_file() for p in ours.values()):
-            return {n: read_jsonl(p) for n, p in ours.items() if p.is_file()}
-    tofu = {n: log_dir / f for n, f in TOFU_LOG_FILES.items()}
-    if any(p.is_file() for p in tofu.values()):
-        return {n: _from_tofu_file(p) for n, p in tofu.items() if p.is_file()}
-    raise TruError(f"{log_dir} holds no per-item logs (expected tofu_<set>.jsonl from tru eval, "
-                   f"or TOFU's {', '.join(TOFU_LOG_FILES.values())})")

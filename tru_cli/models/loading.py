@@ -41,6 +41,10 @@ def load(path: str, device: DictConfig, tokenizer_path: str | None = None):
     except (OSError, ValueError) as exc:
         log.debug("load failed: %s", exc)
         raise TruError(f"cannot load model: {_offline_hint(path)}") from None
+    except Exception as exc:  # a corrupt shard found while reading it (safetensors, torch)
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise TruError(f"cannot load model from {path}: {type(exc).__name__}: {first}; the checkpoint is "
+                       f"damaged, save or download it again") from None
     if tok.pad_token is None:  # Llama tokenizers ship without one; padding is masked anyway
         tok.pad_token = tok.eos_token
     if model.generation_config.pad_token_id is None:

@@ -14,7 +14,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from tru_cli import artifacts
+from tru_cli import artifacts, benchmarks
 from tru_cli.attacks import ATTACKS, quantize
 from tru_cli.attacks.context import Context
 from tru_cli.data.files import write_jsonl
@@ -29,6 +29,7 @@ def run(cfg: DictConfig, recorder) -> None:
     unknown = [n for n in names if n not in ATTACKS]
     if unknown:
         raise TruError(f"attack.suite has {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
+    benchmarks.of(cfg.benchmark).attack_sets(cfg.benchmark, cfg.eval.max_items)  # a benchmark it cannot attack fails now
     if "quantize" in names:  # fail before loading anything
         quantize.check(acfg if acfg.name == "quantize" else acfg.settings.quantize, cfg.device.accelerator == "cuda")
     unlearned = cfg.model.path or artifacts.unlearned(cfg, artifacts.finetuned(cfg, "full"),

@@ -6,6 +6,7 @@ from __future__ import annotations
 from omegaconf import DictConfig
 
 from tru_cli import artifacts, benchmarks
+from tru_cli.metrics import judge as judge_metrics
 
 
 def run(cfg: DictConfig, recorder) -> None:
@@ -24,4 +25,6 @@ def run(cfg: DictConfig, recorder) -> None:
         recorder.add_metrics(metrics)
     if cfg.eval.from_logs or cfg.judge.backend:
         benchmarks.show(metrics)
+    if cfg.judge.backend:
+        judge_metrics.require_complete(cfg, metrics)
     recorder.add_artifact("logs", recorder.run_dir / "logs")

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tru_cli import artifacts
+from tru_cli.metrics import judge as judge_metrics
 
 log = logging.getLogger("tru")
 
@@ -49,8 +50,11 @@ def run(cfg: DictConfig, recorder) -> None:
         recorder.add_artifact(f"{role}_logs", _copy_logs(logs, run_dir, role))
     recorder.add_artifact("retain_logs", run_dir / "logs" / "retain")
     if cfg.judge.backend:  # the paper's UQ/RQ of the unlearned model's answers
-        recorder.add_metrics(artifacts.judge(cfg, run_dir / "logs" / "unlearned", unlearned), prefix="unlearned/")
+        judged = artifacts.judge(cfg, run_dir / "logs" / "unlearned", unlearned)
+        recorder.add_metrics(judged, prefix="unlearned/")
     _summary(recorder.metrics)
+    if cfg.judge.backend:
+        judge_metrics.require_complete(cfg, judged)
 
 
 def _summary(metrics: dict) -> None:

@@ -92,6 +92,11 @@ def generate(cfg: DictConfig, rows: list[dict], out_path: Path, default_model: C
     if not out:
         raise TruError(f"no usable target: all {len(requests)} forget items were rejected "
                        f"{cfg.generator.get('max_attempts')} times (see the warnings above)")
+    missing = len(requests) - len(out)
+    if missing and not cfg.generator.get("allow_missing", False):
+        raise TruError(f"{missing} of {len(requests)} forget items got no usable target (answers so far are "
+                       f"cached); rerun the same command to ask for them again, or set "
+                       f"generator.allow_missing=true to unlearn without them")
     write_jsonl(out_path, out)
     log.info("wrote %d targets to %s (%d repeat their answer, %d without a reasoning trace)",
              len(out), out_path, leaked, untraced)
