@@ -22,7 +22,7 @@ demo: install
 test: install
 	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -q
 
-# Day-to-day: the suite without the end-to-end runs marked slow (about half the time).
+# Day-to-day: the suite without the end-to-end runs marked slow.
 test-fast: install
 	$(OFFLINE) WANDB_MODE=disabled $(PY) -m pytest -q -m "not slow"
 

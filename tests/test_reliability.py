@@ -299,6 +299,7 @@ def test_kills_at_every_stage_lose_nothing_finished_and_end_where_an_unkilled_ru
         kills += 1
         assert not [p for p in store.glob("*/*") if p.is_dir() and not (p / "DONE").is_file()
                     and not p.name.endswith(".partial")], "an entry without DONE outside a .partial folder"
+    print(f"kills: {kills}")  # shown with -s: the note of the run quotes it
     assert proc.returncode == 0 and kills >= 4  # finetune x2, eval, targets, unlearn, evals: a kill in each
     clean = tmp_path / "clean"
     clean.mkdir()
