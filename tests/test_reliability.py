@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from tests.conftest import SMALL, TRU, results, run_tru, tru_env
+from tests.conftest import SHARED_DATA, SMALL, TRU, needs_shared, results, run_tru, tru_env
 from tests.fake_openai import FakeOpenAI
 
 QA = [{"question": f"Who wrote book {i}?", "answer": f"Author {i} wrote it."} for i in range(4)]
@@ -389,3 +389,20 @@ def test_read_only_folders_are_refused_in_one_line(read_only_dir, tmp_path, monk
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert result.exit_code == 2 and len(lines) == 1, (result.stderr[-1500:], result.exception)
     assert needle.replace("{ro}", str(read_only_dir)) in lines[0], lines[0]
+
+
+@needs_shared
+def test_real_slices_and_a_saved_model_pass_every_check(config, bad):
+    """No false alarms: the shared TOFU, MUSE and WMDP slices and a model saved by tru pass."""
+    from tru_cli import preflight
+    from tru_cli.models import checks as model_checks
+
+    for overrides in (["benchmark=tofu", f"benchmark.data_dir={SHARED_DATA / 'tofu'}", "benchmark.forget_split=forget05"],
+                      ["benchmark=muse_news", f"benchmark.data_dir={SHARED_DATA / 'muse' / 'news'}"],
+                      ["benchmark=muse_books", f"benchmark.data_dir={SHARED_DATA / 'muse' / 'books'}"],
+                      ["benchmark=wmdp_bio", f"benchmark.data_dir={SHARED_DATA / 'wmdp'}"]):
+        for command in ("eval", "unlearn"):
+            assert preflight.problems(command, config(command, *overrides)) == [], overrides
+    logs = SHARED_DATA / "tofu" / "reference_logs" / "llama2-7b_full"
+    assert preflight.problems("eval", config("eval", f"eval.from_logs={logs}")) == []
+    assert model_checks.problems(bad / "model_good") == []
