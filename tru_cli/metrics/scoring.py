@@ -11,12 +11,6 @@ from tru_cli.methods.losses import token_nll
 from tru_cli.models import batching
 
 
-def answer_nlls(model, formatter: PromptFormatter, pairs: list[tuple[str, str]],
-                batch_size: int) -> list[tuple[float, int]]:
-    """(summed NLL, answer-token count) of each answer given its question."""
-    return encoded_nlls(model, formatter, [formatter.encode(q, a) for q, a in pairs], batch_size)
-
-
 def encoded_nlls(model, formatter: PromptFormatter, encoded: list[dict], batch_size: int) -> list[tuple[float, int]]:
     """(summed NLL, answer-token count) of already encoded sequences."""
     def per_batch(logits, batch):
