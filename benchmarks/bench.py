@@ -1,4 +1,5 @@
-"""make bench: speed of the two hot loops on the tiny model, each beside a naive baseline run on the
+"""make bench: speed of the two hot loops on the tiny model and on SmolLM2-135M-Instruct (rows 1-2
+again, in a child process whose peak memory is reported), each beside a naive baseline run on the
 same machine in the same process, printed as a ratio.
 
 1. Unlearning throughput (TRU loss: target + forget + retain forward/backward, AdamW): tru's
@@ -38,7 +39,15 @@ def _tiny(cfg):
     return tiny.build_tiny(cfg.model, benchmarks.of(cfg.benchmark).all_text(cfg.benchmark))
 
 
-def bench_unlearn(steps: int) -> tuple[float, float]:
+def _smollm2(cfg):
+    """SmolLM2-135M-Instruct, converted from its GGUF into the store once (model=smollm2-135m)."""
+    from tru_cli import artifacts
+    from tru_cli.models import loading
+
+    return loading.load(artifacts.base_model(cfg), cfg.device)
+
+
+def bench_unlearn(steps: int, build=_tiny, overrides=()) -> tuple[float, float]:
     import tempfile
     from pathlib import Path
 
@@ -52,9 +61,9 @@ def bench_unlearn(steps: int) -> tuple[float, float]:
     from tru_cli.methods.objectives import Objective, needed_parts
     from tru_cli.methods.trainer import ForgetRetainDataset, UnlearnTrainer, quiet, training_args
 
-    cfg = _cfg([])
+    cfg = _cfg(list(overrides))
     set_seed(0)
-    model, tok = _tiny(cfg)
+    model, tok = build(cfg)
     fmt = PromptFormatter(tok, cfg.model)
     forget = sources.load_split(cfg.benchmark, "forget10")
     retain = [fmt.encode(r["question"], r["answer"]) for r in benchmarks.of(cfg.benchmark).retain_rows(cfg.benchmark)]
@@ -74,7 +83,8 @@ def bench_unlearn(steps: int) -> tuple[float, float]:
 
     # The naive baseline: the same model size, data, loss and optimiser in a plain PyTorch loop.
     set_seed(0)
-    model, _ = _tiny(cfg)
+    del trainer, model
+    model, _ = build(cfg)
     objective = Objective(cfg.method, model)
     opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.unlearn.lr), weight_decay=0.0)
     collate = UnlearnCollator(tok.pad_token_id)
@@ -89,7 +99,7 @@ def bench_unlearn(steps: int) -> tuple[float, float]:
     return ours, naive
 
 
-def bench_eval(items: int, max_new_tokens: int) -> tuple[float, float, int]:
+def bench_eval(items: int, max_new_tokens: int, build=_tiny, overrides=()) -> tuple[float, float, int]:
     import torch
 
     from tru_cli.benchmarks import tofu as tofu_benchmark
@@ -97,8 +107,8 @@ def bench_eval(items: int, max_new_tokens: int) -> tuple[float, float, int]:
     from tru_cli.methods.losses import token_nll
     from tru_cli.metrics import tofu
 
-    cfg = _cfg([f"eval.max_new_tokens={max_new_tokens}", "eval.batch_size=32"])
-    model, tok = _tiny(cfg)
+    cfg = _cfg([f"eval.max_new_tokens={max_new_tokens}", "eval.batch_size=32", *overrides])
+    model, tok = build(cfg)
     model.eval()
     fmt = PromptFormatter(tok, cfg.model)
     sets = tofu_benchmark.eval_sets(cfg.benchmark)
@@ -192,6 +202,32 @@ def bench_real(items: int) -> dict[str, float]:
     return out
 
 
+SMOL = ["model=smollm2-135m", "model.max_length=256"]
+
+
+def smol_child(steps: int, items: int, max_new_tokens: int) -> None:
+    """Runs in its own process (so its peak memory is its own): the SmolLM2 rows, printed as JSON."""
+    import json
+    import resource
+
+    ours_u, naive_u = bench_unlearn(steps, _smollm2, SMOL)
+    ours_e, naive_e, n = bench_eval(items, max_new_tokens, _smollm2, SMOL)
+    print("SMOL_JSON " + json.dumps({"unlearn": [ours_u, naive_u], "eval": [ours_e, naive_e, n],
+                                     "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def bench_smollm2(steps: int, items: int, max_new_tokens: int) -> dict:
+    import json
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, __file__, "--smol-child", "--smol-steps", str(steps), "--smol-items",
+                          str(items), "--max-new-tokens", str(max_new_tokens)], capture_output=True, text=True)
+    if out.returncode != 0:
+        raise SystemExit(f"the SmolLM2 bench failed: {out.stderr.strip().splitlines()[-1:]}")
+    return json.loads(out.stdout.split("SMOL_JSON")[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="unlearning steps timed per loop")
@@ -199,8 +235,18 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="generation cap (random weights run to the cap)")
     parser.add_argument("--bench-items", type=int, default=50, help="items per set in the real-benchmark evals")
+    parser.add_argument("--smol-steps", type=int, default=6, help="SmolLM2 unlearning steps timed per loop")
+    parser.add_argument("--smol-items", type=int, default=24, help="SmolLM2 eval items timed per way")
+    parser.add_argument("--no-smol", action="store_true", help="skip the SmolLM2 rows")
     parser.add_argument("--memory-child", choices=["precompute", "model"], help=argparse.SUPPRESS)
+    parser.add_argument("--smol-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.smol_child:
+        from tru_cli.runner import _quiet_libraries
+
+        _quiet_libraries()
+        smol_child(args.smol_steps, args.smol_items, args.max_new_tokens)
+        return
     if args.memory_child:
         from tru_cli.runner import _quiet_libraries
 
@@ -227,6 +273,14 @@ def main() -> None:
                   f"{naive_e:.1f}", f"{ours_e / naive_e:.2f}x")
     table.add_row(f"NPO peak memory, MiB ({params / 1e6:.0f}M params; naive = held reference)",
                   f"{lean:,.0f}", f"{held:,.0f}", f"{lean / held:.2f}x")
+    if not args.no_smol:
+        smol = bench_smollm2(args.smol_steps, args.smol_items, args.max_new_tokens)
+        (ours, naive), (e_ours, e_naive, e_n) = smol["unlearn"], smol["eval"]
+        table.add_row(f"SmolLM2-135M: unlearn TRU step, tokens/s ({args.smol_steps} steps)", f"{ours:,.0f}",
+                      f"{naive:,.0f}", f"{ours / naive:.2f}x")
+        table.add_row(f"SmolLM2-135M: TOFU eval, items/s ({e_n} items, <= {args.max_new_tokens} new tokens)",
+                      f"{e_ours:.2f}", f"{e_naive:.2f}", f"{e_ours / e_naive:.2f}x")
+        table.add_row("SmolLM2-135M: peak memory of the two rows above, MiB", f"{smol['peak_mib']:,.0f}", "-", "-")
     if SHARED.is_dir():
         for name, seconds in bench_real(args.bench_items).items():
             table.add_row(f"{name} eval, seconds ({args.bench_items} items per set, fresh tiny model)",

@@ -17,7 +17,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tru_cli"
 # Lowest first. A module's layer is the first entry that is its name or a package above it.
 LAYERS = [
     ["tru_cli", "tru_cli.errors", "tru_cli.redact", "tru_cli.store", "tru_cli.distributed",
-     "tru_cli.checks", "tru_cli.config", "tru_cli.tracking"],  # core: no model, no data
+     "tru_cli.checks", "tru_cli.config", "tru_cli.tracking", "tru_cli.progress"],  # core: no model, no data
     ["tru_cli.data"],                                         # rows, files, encoding
     ["tru_cli.models"],                                       # loading, batched forward and generate
     ["tru_cli.backends"],                                     # chat and template backends
@@ -162,7 +162,7 @@ def test_the_checker_sees_an_upward_import_and_a_cycle(tmp_path, monkeypatch):
 # ---- one benchmark interface ----
 
 INTERFACE = ("training_rows", "forget_rows", "retain_rows", "all_text", "evaluate", "judge_sets", "attack_sets",
-             "from_logs", "published_checkpoint", "USES_RETAIN_LOGS")
+             "from_logs", "published_checkpoint", "USES_RETAIN_LOGS", "HEADLINE")
 
 
 def test_every_benchmark_module_provides_the_interface_and_every_config_finds_its_module(config):
@@ -171,7 +171,7 @@ def test_every_benchmark_module_provides_the_interface_and_every_config_finds_it
     from tru_cli import benchmarks
     from tru_cli.config import group_options
 
-    assert benchmarks.names() == ["muse", "tofu", "wmdp"]
+    assert benchmarks.names() == ["muse", "real_knowledge", "tofu", "wmdp"]
     for name in benchmarks.names():
         module = importlib.import_module(f"tru_cli.benchmarks.{name}")
         assert [f for f in INTERFACE if not hasattr(module, f)] == [], name
@@ -187,7 +187,7 @@ def test_an_unknown_benchmark_format_names_the_modules(config):
     from tru_cli.errors import TruError
 
     bench = OmegaConf.merge(config("eval").benchmark, {"format": "gsm8k"})
-    with pytest.raises(TruError, match="benchmark.format=gsm8k .* choose muse, tofu, wmdp"):
+    with pytest.raises(TruError, match="benchmark.format=gsm8k .* choose muse, real_knowledge, tofu, wmdp"):
         benchmarks.of(bench)
 
 

@@ -20,7 +20,7 @@ def workdir(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipeline_run(workdir):
-    env = tru_env(workdir, WANDB_MODE="offline")
+    env = tru_env(workdir, WANDB_MODE="offline", TRU_PROGRESS_EVERY="0")  # every progress update logged
     proc = run_tru(["pipeline", *SMALL, f"hydra.run.dir={workdir / 'run'}"], workdir, env=env)
     return workdir / "run", proc
 
@@ -45,6 +45,17 @@ def test_pipeline_leaves_the_run_contract(pipeline_run):
     assert (run_dir / res["artifacts"]["unlearned_model"] / "tokenizer.json").is_file()
     config = (run_dir / "config.yaml").read_text()
     assert "alpha: 0.1" in config and "lambda_retain: 1.0" in config
+
+
+def test_long_loops_report_progress_as_log_lines_when_not_a_terminal(pipeline_run):
+    _, proc = pipeline_run
+    lines = proc.stderr.splitlines()
+    assert "\r" not in proc.stderr  # no bar redrawn with carriage returns into a log
+    steps = [x for x in lines if "][tru][INFO] - unlearn: " in x and " steps" in x]
+    assert steps and "ETA" in steps[0] and "tokens/s" in steps[-1] and "loss" in steps[-1]
+    assert any(" - finetune full: " in x and "ETA" in x for x in lines)
+    for label in ("eval forget: scoring", "eval forget: answers", "eval retain: answers"):
+        assert any(f" - {label}: " in x for x in lines), label
 
 
 def test_pipeline_writes_per_item_logs_and_a_wandb_run(pipeline_run):

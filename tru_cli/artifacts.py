@@ -16,9 +16,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from tru_cli import benchmarks, store
 from tru_cli.backends import OfflineBackend
+from tru_cli.config import conf_dir
+from tru_cli.data.files import write_jsonl
 from tru_cli.errors import TruError
 from tru_cli.metrics import judge as judge_metrics
-from tru_cli.models import loading, tiny
+from tru_cli.models import gguf, loading, tiny
 from tru_cli.targets import generate as target_generation
 
 FORMAT_VERSION = 3  # bump when a stage's output format changes, so old store entries are not reused
@@ -77,14 +79,28 @@ def tokenizer_corpus(cfg: DictConfig) -> list[str]:
     return texts
 
 
+def base_model(cfg: DictConfig) -> str | None:
+    """The published model a command starts from: `model.path`, or the safetensors copy of the
+    `model.gguf` file (converted once into the store); None for a model built from `architecture`."""
+    if cfg.model.path is not None:
+        return str(cfg.model.path)
+    spec = cfg.model.get("gguf")
+    if spec is None:
+        return None
+    payload = {"v": FORMAT_VERSION, "gguf": _plain(spec), "source": gguf.identity(spec)}
+    entry = store.cached(cfg.paths.store, "gguf", payload, lambda out: gguf.convert(spec, out / "model"))
+    return str(entry / "model")
+
+
 def initial_model(cfg: DictConfig):
-    """The model before finetuning: a fresh tiny model (tokenizer trained on the benchmark's text)
-    when `model.path` is null, else the checkpoint at model.path."""
-    if cfg.model.path is None:
+    """The model before finetuning: the base model, or a fresh tiny model (tokenizer trained on the
+    benchmark's text) when there is none."""
+    base = base_model(cfg)
+    if base is None:
         if cfg.model.architecture is None:
             raise TruError(f"model={cfg.model.name} has neither model.path nor an architecture to build")
         return tiny.build_tiny(cfg.model, tokenizer_corpus(cfg))
-    return loading.load(cfg.model.path, cfg.device, cfg.model.get("tokenizer_path"))
+    return loading.load(base, cfg.device, cfg.model.get("tokenizer_path"))
 
 
 def build_finetuned(cfg: DictConfig, role: str, out_dir: Path, on_log=None) -> dict:
@@ -116,13 +132,69 @@ def finetuned(cfg: DictConfig, role: str) -> str:
 
 
 def target_model(cfg: DictConfig) -> str:
-    """The model a command works on: model.path when it is a local checkpoint or a backbone with no
-    TOFU checkpoint, else the finetuned target (built once for the embedded default)."""
-    if cfg.model.path is None:
+    """The model a command works on: model.path when it is a local checkpoint; the base model as
+    published when the benchmark's knowledge comes from pretraining (`TARGET_IS_BACKBONE`); else
+    the finetuned target (a published TOFU checkpoint, or built once, e.g. for the embedded default)."""
+    base = base_model(cfg)
+    if base is None:
         return finetuned(cfg, "full")
-    if _is_local(cfg.model.path):
-        return str(cfg.model.path)
+    if _is_local(cfg.model.path) or getattr(benchmarks.of(cfg.benchmark), "TARGET_IS_BACKBONE", False):
+        return base
     return finetuned(cfg, "full")
+
+
+# ---- what a pretrained model knows ----
+
+def build_probe(cfg: DictConfig, model_path: str, out: Path) -> dict:
+    """probe.jsonl: the benchmark's probe of `model_path` (which questions it knows); the counts."""
+    model, tok = loading.load(model_path, cfg.device)
+    model.to(loading.device_of(cfg.device)).eval()
+    rows, counts = benchmarks.of(cfg.benchmark).probe(model, tok, cfg)
+    write_jsonl(Path(out) / "probe.jsonl", rows)
+    return counts
+
+
+def probed(cfg: DictConfig) -> str:
+    """probe.jsonl of the target model on the benchmark, built once."""
+    model_path = target_model(cfg)
+    if _is_local(cfg.model.path):
+        log.warning("probing model.path=%s; when it is an unlearned model, give benchmark.known=FILE (the "
+                    "probe.jsonl of the model it came from) so the forget set is what that model knew",
+                    cfg.model.path)
+    bench = _bench_key(cfg, ())
+    bench.pop("known", None)
+    payload = {"v": FORMAT_VERSION, "model": model_path, "benchmark": bench,
+               "prompt_format": cfg.model.prompt_format}
+    entry = store.cached(cfg.paths.store, "probe", payload,
+                         lambda out: _write_metrics(out, build_probe(cfg, model_path, out)))
+    return str(entry / "probe.jsonl")
+
+
+def named_model(cfg: DictConfig, name: str) -> str:
+    """A model config's name (`smollm2-135m`, as in conf/model/) as the path of its weights (its
+    GGUF converted once into the store); a local dir or hub id is returned as it is."""
+    spec = conf_dir() / "model" / f"{name}.yaml"
+    if Path(name).exists() or not spec.is_file():
+        return name
+    model = OmegaConf.load(spec)
+    if model.get("path") is None and model.get("gguf") is None:
+        raise TruError(f"model config {name} has no weights to load (no path, no gguf); name a model "
+                       f"with weights, a local dir or a hub id")
+    return str(base_model(OmegaConf.merge(cfg, {"model": model})))
+
+
+def prepare(cfg: DictConfig) -> dict:
+    """What a command needs before its stage runs, set into `cfg`: an hf generator or judge named by
+    a model config gets that model's path; a benchmark that probes its model (`probe`) gets
+    `benchmark.known` unless the user gave it. Returns the artifacts to record."""
+    for section in ("generator", "judge"):
+        node = cfg.get(section)
+        if node is not None and node.get("backend") == "hf" and node.get("model"):
+            node.model = named_model(cfg, str(node.model))
+    if hasattr(benchmarks.of(cfg.benchmark), "probe") and not cfg.benchmark.get("known"):
+        cfg.benchmark.known = probed(cfg)
+        return {"probe": cfg.benchmark.known}
+    return {}
 
 
 # ---- targets ----

@@ -133,7 +133,9 @@ _command("pipeline", """Run finetune -> eval retain -> generate-targets -> unlea
 def report(
     paths: list[str] = typer.Argument(..., help="Run or sweep directories (searched for results.json)."),
     metrics: str = typer.Option(None, "--metrics", help="Comma-separated metric names (default: the TOFU five)."),
-    role: str = typer.Option("unlearned", "--role", help="Which model of a pipeline run: target, retain, unlearned."),
+    role: str = typer.Option("unlearned", "--role", help="Which model of a pipeline run: target, retain, unlearned; "
+                             "several with commas (target,unlearned), a row each."),
+    examples: int = typer.Option(0, "--examples", help="Also print the first N answers of each eval set per model."),
     out: str = typer.Option(None, "--out", help="Output folder (default: <first path>/report)."),
     log_wandb: bool = typer.Option(False, "--wandb", help="Also log table and plots to a new wandb run."),
 ) -> None:
@@ -153,6 +155,8 @@ def report(
     except TruError as exc:
         _fail(str(exc))
     typer.echo(made.table)
+    if examples > 0:
+        typer.echo(report_runs.examples(made.rows, examples))
     if log_wandb:
         report_runs.publish(made)
     typer.echo("wrote " + ", ".join(str(p) for p in made.files))

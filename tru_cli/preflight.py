@@ -13,6 +13,7 @@ from tru_cli.data import checks as data_checks
 from tru_cli.errors import TruError
 from tru_cli.metrics import tofu_logs
 from tru_cli.models import checks as model_checks
+from tru_cli.models import gguf
 
 TARGET_FIELDS = {"id": str, "reasoning": str, "refusal": str}
 
@@ -28,7 +29,14 @@ def problems(command: str, cfg: DictConfig) -> list[str]:
     found = data_checks.problems(cfg.benchmark)
     if cfg.model.get("path") is not None:
         found += model_checks.problems(cfg.model.path, "model.path")
+    elif cfg.model.get("gguf"):
+        found += gguf.problems(cfg.model.gguf)
+    if cfg.benchmark.get("known"):
+        found.append(_file_problem("benchmark.known", cfg.benchmark.known, {"id": str, "known": bool}))
     attack = cfg.get("attack") or {}
+    if command == "attack" and cfg.model.get("path") is not None and not attack.get("reference_model"):
+        found.append("model.path names the unlearned model to attack; give attack.reference_model=DIR, the "
+                     "model before unlearning, so that recovery can be measured")
     if command == "attack" and attack.get("reference_model"):
         found += model_checks.problems(attack.reference_model, "attack.reference_model")
     if command == "attack" and attack.get("data") == "text" and attack.get("text_file"):

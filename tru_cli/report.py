@@ -94,21 +94,47 @@ def read_results(path: Path) -> dict:
 
 
 def collect(paths: list[str], metrics: list[str], role: str) -> list[dict]:
-    """Rows of the table; attack runs give one row per attack with the ATTACK_METRICS columns."""
-    rows = []
+    """Rows of the table; attack runs give one row per attack with the ATTACK_METRICS columns.
+    `role` may name several models of a pipeline run (`target,unlearned`): a row each, the method
+    column saying which; a model shared by the runs of a sweep (their target) gives one row."""
+    rows, seen = [], set()
+    roles = [r.strip() for r in str(role or "").split(",") if r.strip()] or [""]
     for run in find_runs(paths):
         res = read_results(run / "results.json")
         if res.get("command") == "attack":
             rows.extend(attack_rows(run, res))
             continue
         values = res.get("metrics", {})
-        prefix = f"{role}/" if res.get("command") == "pipeline" and role else ""
-        row = {"run": str(run), "status": res.get("status"), "method": _method(run),
-               "overrides": " ".join(_overrides(run))}
-        for name in metrics:
-            row[name] = values.get(prefix + name)
-        rows.append(row)
+        for one in roles if res.get("command") == "pipeline" else [""]:
+            model = (res.get("artifacts") or {}).get(f"{one}_model")
+            if model and one != "unlearned":
+                key = (one, str((run / model).resolve()))
+                if key in seen:
+                    continue
+                seen.add(key)
+            prefix = f"{one}/" if one else ""
+            method = _method(run) if len(roles) == 1 or one == "unlearned" else one
+            row = {"run": str(run), "status": res.get("status"), "method": method,
+                   "overrides": " ".join(_overrides(run)), "role": one}
+            for name in metrics:
+                row[name] = values.get(prefix + name)
+            rows.append(row)
     return rows
+
+
+def examples(rows: list[dict], count: int) -> str:
+    """The first `count` answers of each eval set in the logs of every row's model (its pipeline
+    role's logs, or an eval run's), as text to print: what the numbers mean in words."""
+    out = []
+    for row in rows:
+        logs = Path(row["run"]) / "logs" / row["role"] if row.get("role") else Path(row["run"]) / "logs"
+        for path in sorted(logs.glob("tofu_*.jsonl")) if logs.is_dir() else []:
+            items = [it for it in (json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()
+                                   if line.strip()) if "generation" in it][:count]
+            if items:
+                out.append(f"\n{row['method']}: {path.stem.removeprefix('tofu_')} answers")
+                out += [f"  Q: {it['question']}\n  A: {' '.join(str(it['generation']).split())[:300]}" for it in items]
+    return "\n".join(out)
 
 
 def header(name: str) -> str:

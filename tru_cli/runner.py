@@ -59,6 +59,18 @@ def _stage(command: str):
     return stages.stage(command)
 
 
+def _prepare(command: str, cfg: DictConfig, recorder) -> None:
+    """Inputs every stage of a command shares, set into `cfg` before it runs (artifacts.prepare):
+    skipped where no model is read (re-aggregating saved logs, a memory plan)."""
+    if (command == "eval" and cfg.eval.get("from_logs")) or (cfg.get("unlearn") or {}).get("plan_only"):
+        return
+    from tru_cli import artifacts  # deferred: artifacts import torch and transformers (seconds)
+
+    for name, path in artifacts.prepare(cfg).items():
+        recorder.add_artifact(name, path)
+        recorder.add_metrics(artifacts.producer_metrics(path))  # e.g. probe/known, probe/items
+
+
 def _quiet_libraries() -> None:
     """Progress bars and chatter of libraries would bury tru's own one-line messages."""
     os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
@@ -92,6 +104,7 @@ def run_hydra(command: str, args: list[str]) -> int:
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
         try:
             with RunRecorder(command, cfg, run_dir) as recorder:
+                _prepare(command, cfg, recorder)
                 _stage(command)(cfg, recorder)
         except TruError as exc:
             failures.append(str(exc))
@@ -131,7 +144,8 @@ def launch(command: str, args: list[str], cfg: DictConfig) -> int:
     from tru_cli import artifacts  # deferred: artifacts import torch and transformers (seconds)
 
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
-    extra = [f"model.path={artifacts.target_model(cfg)}"]
+    extra = [f"benchmark.known={path}" for path in artifacts.prepare(cfg).values()]
+    extra.append(f"model.path={artifacts.target_model(cfg)}")
     if cfg.method.use_targets and not cfg.unlearn.targets:
         extra.append(f"unlearn.targets={artifacts.targets(cfg)}")
     if not any(a.startswith("hydra.run.dir=") for a in args):

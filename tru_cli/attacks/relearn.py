@@ -51,7 +51,7 @@ def run(ctx, acfg):
     # deferred: the Trainer pulls in peft, datasets and bitsandbytes (seconds); prompt attacks never need it
     from transformers import Trainer
 
-    from tru_cli.methods.trainer import ListDataset, quiet, training_args
+    from tru_cli.methods.trainer import ListDataset, StepProgress, quiet, training_args
 
     data = acfg.get("data", "forget")
     if data == "forget":
@@ -73,8 +73,9 @@ def run(ctx, acfg):
                                    key="attack.lora_target_modules")
             args = training_args(ctx.cfg, acfg.trainer, Path(ctx.cfg.paths.store) / "tmp_relearn")
             args.max_steps = steps
-            quiet(Trainer(model=model, args=args, train_dataset=train,
-                          data_collator=QACollator(ctx.fmt.tok.pad_token_id))).train()
+            args.include_num_input_tokens_seen = "non_padding"  # tokens/s of the progress bar
+            quiet(Trainer(model=model, args=args, train_dataset=train, data_collator=QACollator(ctx.fmt.tok.pad_token_id),
+                          callbacks=[StepProgress(f"relearn {steps} steps", lambda state: state.num_input_tokens_seen)])).train()
             if acfg.lora:
                 model = model.merge_and_unload()  # the attacked model is the merged one
         model.eval()

@@ -16,8 +16,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Protocol
 
-from rich.progress import Progress
-
+from tru_cli import progress
 from tru_cli.backends.cache import RequestCache, request_key
 from tru_cli.errors import TruError
 
@@ -114,8 +113,7 @@ class ChatService:
         def persist(i: int, a: int, reply: ChatReply) -> None:  # called the moment an answer arrives
             self.cache.put(request_key(bodies[i], a), {**asdict(reply), "status": "answered"})
 
-        with Progress(transient=True) as bar:
-            task = bar.add_task(f"{self.backend.name} {self.label}", total=len(messages))
+        with progress.track(f"{self.backend.name} {self.label}", len(attempt)) as bar:
             while attempt:
                 ask = [(i, messages[i], a) for i, a in attempt.items()]
                 for i, reply in self.backend.stream(ask, persist):
@@ -125,6 +123,7 @@ class ChatService:
                         log.warning("%s item %d: the server refused the request (%s); recorded as missing",
                                     self.label, i, reply.error)
                         del attempt[i]
+                        bar.advance(1)
                         continue
                     self.counts["answered"] += 1
                     self.counts["prompt_tokens"] += int(reply.usage.get("prompt_tokens") or 0)
@@ -140,8 +139,8 @@ class ChatService:
                             log.warning("%s item %d: rejected %d time(s); recorded as missing (a rerun asks "
                                         "again)", self.label, i, asked[i])
                             del attempt[i]
-                    bar.update(task, completed=len(messages) - len(attempt))
-                bar.update(task, completed=len(messages) - len(attempt))
+                    if i not in attempt:
+                        bar.advance(1)
         self.seconds += time.perf_counter() - start
         return results
 

@@ -11,7 +11,11 @@ Every module provides:
 - `attack_sets(bench, max_items)`: the QA rows `tru attack` re-asks (forget, retain);
 - `from_logs(log_dirs, retain_logs, out_dir)`: metrics re-aggregated from saved logs;
 - `published_checkpoint(cfg, role)`: a published model standing for the finetuned one, or None;
-- `USES_RETAIN_LOGS`: whether a metric needs the retain model's logs (forget quality).
+- `USES_RETAIN_LOGS`: whether a metric needs the retain model's logs (forget quality);
+- `HEADLINE`: the metrics of the pipeline's summary table.
+A module may also set `TARGET_IS_BACKBONE = True` (the knowledge comes from pretraining: a
+published model is unlearned as it is, never finetuned first) and provide `probe(model, tok, cfg)`
+(rows of probe.jsonl and counts: which items the model knows; artifacts.prepare runs it).
 
 Adding a benchmark means adding one module here and one config in conf/benchmark/.
 """

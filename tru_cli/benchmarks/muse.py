@@ -18,6 +18,11 @@ from tru_cli.metrics import muse
 
 log = logging.getLogger("tru")
 USES_RETAIN_LOGS = False  # PrivLeak's reference is MUSE's published retrained-model AUC
+# MUSE's targets are published models that already read the corpus; a published backbone is taken as
+# it is (only a model built from scratch, the tiny default, reads the corpus first)
+TARGET_IS_BACKBONE = True
+HEADLINE = ["muse/verbmem_forget", "muse/knowmem_forget", "muse/knowmem_retain", "muse/privleak",
+            "judge/uq", "judge/rq"]
 
 
 def _rows(bench: DictConfig, role: str, max_items: int | None) -> list[dict] | None:

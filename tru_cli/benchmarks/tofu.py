@@ -20,6 +20,10 @@ from tru_cli.metrics import mia, scoring, tofu
 
 log = logging.getLogger("tru")
 USES_RETAIN_LOGS = True  # forget quality compares with the retain model's per-item truth ratios
+TARGET_IS_BACKBONE = False  # a backbone learns the fictitious authors first (or a TOFU checkpoint stands in)
+# The pipeline's summary table.
+HEADLINE = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "tofu/forget_truth_ratio",
+            "tofu/forget_quality", "tofu/model_utility", "judge/uq", "judge/rq"]
 
 # The roles the pipeline asks for, mapped to TOFU config names.
 EVAL_SETS = {
@@ -115,7 +119,8 @@ def attack_sets(bench: DictConfig, max_items: int | None) -> tuple[list[dict], l
 
 # ---- evaluation ----
 
-def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig, generate: bool = True) -> list[dict]:
+def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig, generate: bool = True,
+                 name: str = "eval") -> list[dict]:
     """Per-item statistics of one eval set: every answer variant scored in one batched pass; the
     answer's Min-40% membership score and extraction strength beside TOFU's statistics."""
     encoded, index = [], []  # index: (row, kind, position)
@@ -128,12 +133,12 @@ def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig,
         for p, pert in enumerate(row.get("perturbed_answer") or []):
             encoded.append(fmt.encode(row["question"], pert))
             index.append((r, "pert", p))
-    stats = scoring.answer_token_stats(model, fmt, encoded, int(cfg.eval.batch_size))
+    stats = scoring.answer_token_stats(model, fmt, encoded, int(cfg.eval.batch_size), f"{name}: scoring")
     records = [{"id": row.get("id", str(r)), "question": row["question"], "answer": row["answer"],
                 "average_perturb_loss": []} for r, row in enumerate(rows)]
     if generate:
         gens = scoring.greedy_answers(model, fmt, [row["question"] for row in rows],
-                                      int(cfg.eval.max_new_tokens), int(cfg.eval.batch_size))
+                                      int(cfg.eval.max_new_tokens), int(cfg.eval.batch_size), f"{name}: answers")
         for rec, gen, rouge in zip(records, gens, tofu.rouge_recalls([r["answer"] for r in rows], gens), strict=True):
             rec.update(generation=gen, **rouge)
     for (r, kind, _), st in zip(index, stats, strict=True):
@@ -170,10 +175,10 @@ def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None
     (`retain_logs`, or these very logs when `self_reference`) give forget quality and privleak."""
     fmt = PromptFormatter(tok, cfg.model)
     sets = eval_sets(cfg.benchmark, cfg.eval.max_items)
-    logs = {name: item_records(model, fmt, rows, cfg) for name, rows in sets.items()}
+    logs = {name: item_records(model, fmt, rows, cfg, name=f"eval {name}") for name, rows in sets.items()}
     holdout = holdout_set(cfg.benchmark, cfg.eval.max_items)
     if holdout is not None:  # privleak: membership scores only, no generation
-        logs["holdout"] = item_records(model, fmt, holdout, cfg, generate=False)
+        logs["holdout"] = item_records(model, fmt, holdout, cfg, generate=False, name="eval holdout")
     tofu.write_logs(log_dir, logs)
     reference = logs if self_reference else (tofu.read_logs(retain_logs) if retain_logs else None)
     metrics = tofu.aggregate(logs, reference)

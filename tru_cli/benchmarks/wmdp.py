@@ -19,6 +19,8 @@ from tru_cli.metrics import mcq
 
 log = logging.getLogger("tru")
 USES_RETAIN_LOGS = False  # accuracies need no retain model
+TARGET_IS_BACKBONE = True  # hazardous knowledge from pretraining: a published model is unlearned as it is
+HEADLINE = ["wmdp/bio_acc", "wmdp/cyber_acc", "mmlu/acc"]
 
 
 def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None = None,

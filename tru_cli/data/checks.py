@@ -27,7 +27,7 @@ def _row_problem(row: dict, fields: dict[str, type], optional: dict[str, type]) 
         value = row.get(name)
         if name not in row:
             return f"has no '{name}' field (fields: {', '.join(sorted(row)) or 'none'})"
-        if not isinstance(value, kind) or isinstance(value, bool):
+        if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
             return f"'{name}' is a {type(value).__name__}, not a {kind.__name__}"
         if kind is list and not all(isinstance(v, str) for v in value):
             return f"'{name}' must be a list of strings"

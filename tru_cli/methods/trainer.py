@@ -15,7 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import Trainer, TrainerCallback, TrainingArguments
 from transformers.trainer_callback import PrinterCallback
 
-from tru_cli import distributed
+from tru_cli import distributed, progress
 from tru_cli.data.files import write_jsonl
 from tru_cli.errors import TruError
 from tru_cli.models import loading
@@ -82,6 +82,34 @@ class CurveRecorder(TrainerCallback):
             log.info("epoch %d/%d  %s", round(state.epoch or 0), int(args.num_train_epochs), parts)
 
 
+class StepProgress(TrainerCallback):
+    """Training steps as a progress bar (or periodic log lines): ETA, last logged loss, tokens/s.
+    `tokens()` gives the non-padding tokens trained on so far."""
+
+    def __init__(self, label: str, tokens=None):
+        self.label, self.tokens = label, tokens
+        self._bar, self._context, self._loss = None, None, None
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self._context = progress.track(self.label, int(state.max_steps), "steps")
+        self._bar = self._context.__enter__()
+        self._start = time.perf_counter()
+
+    def on_log(self, args, state, control, logs=None, **kwargs):
+        if logs and "loss" in logs:
+            self._loss = float(logs["loss"])
+
+    def on_step_end(self, args, state, control, **kwargs):
+        seconds = time.perf_counter() - self._start
+        tokens = self.tokens(state) if self.tokens else 0
+        self._bar.advance(1, loss=self._loss, **({"tokens/s": round(tokens / seconds)} if tokens and seconds else {}))
+
+    def on_train_end(self, args, state, control, **kwargs):
+        if self._context is not None:
+            self._context.__exit__(None, None, None)
+            self._context = None
+
+
 class _EpochToDataset(TrainerCallback):
     """Tells ForgetRetainDataset the epoch, which seeds its retain draws."""
 
@@ -103,6 +131,7 @@ class UnlearnTrainer(Trainer):
         self._part_sums: dict[str, float] = {}
         self._part_count = 0
         self.add_callback(_EpochToDataset())
+        self.add_callback(StepProgress("unlearn", lambda state: self.tokens_seen))
 
     @property
     def tokens_seen(self) -> int:

@@ -33,7 +33,8 @@ def extraction_strength(matches: list[bool]) -> float:
     return 1.0 - k / n if n else 0.0
 
 
-def answer_token_stats(model, formatter: PromptFormatter, encoded: list[dict], batch_size: int) -> list[dict]:
+def answer_token_stats(model, formatter: PromptFormatter, encoded: list[dict], batch_size: int,
+                       label: str = "scoring") -> list[dict]:
     """Per sequence: summed answer NLL and token count, the answer tokens' log-probabilities (for
     Min-K% membership scores) and extraction strength."""
     def per_batch(all_logits, batch):
@@ -49,18 +50,18 @@ def answer_token_stats(model, formatter: PromptFormatter, encoded: list[dict], b
                         "extraction_strength": extraction_strength(hits[row][mask[row]].tolist())})
         return out
 
-    return batching.map_forward(model, encoded, formatter.tok.pad_token_id, batch_size, per_batch)
+    return batching.map_forward(model, encoded, formatter.tok.pad_token_id, batch_size, per_batch, label)
 
 
 def greedy_answers(model, formatter: PromptFormatter, questions: list[str], max_new_tokens: int,
-                   batch_size: int) -> list[str]:
+                   batch_size: int, label: str = "answers") -> list[str]:
     """Greedy answers to plain questions."""
     return greedy_from_prompts(model, formatter, [formatter.prompt_ids(q) for q in questions],
-                               max_new_tokens, batch_size)
+                               max_new_tokens, batch_size, label)
 
 
 def greedy_from_prompts(model, formatter: PromptFormatter, prompts: list[list[int]], max_new_tokens: int,
-                        batch_size: int) -> list[str]:
+                        batch_size: int, label: str = "answers") -> list[str]:
     """Greedy generations (special tokens stripped)."""
     return [text for text, _ in batching.generate(model, formatter.tok, prompts, max_new_tokens,
-                                                  batch_size, do_sample=False)]
+                                                  batch_size, label, do_sample=False)]

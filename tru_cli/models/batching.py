@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from tru_cli import progress
 from tru_cli.data.encoding import pad
 
 
@@ -21,7 +22,7 @@ def by_length(lengths: Sequence[int]) -> list[int]:
 
 @torch.no_grad()
 def map_forward(model, encoded: list[dict], pad_id: int, batch_size: int,
-                per_batch: Callable[[torch.Tensor, dict], list]) -> list:
+                per_batch: Callable[[torch.Tensor, dict], list], label: str = "scoring") -> list:
     """One result per encoded sequence ({"input_ids", "labels"}), in input order.
 
     Sequences go through `model` in length-sorted, right-padded batches; `per_batch(logits, batch)`
@@ -30,36 +31,40 @@ def map_forward(model, encoded: list[dict], pad_id: int, batch_size: int,
     order = by_length([len(e["input_ids"]) for e in encoded])
     out: list = [None] * len(encoded)
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        batch = {k: v.to(device) for k, v in pad([encoded[i] for i in chunk], pad_id).items()}
-        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
-        for i, result in zip(chunk, per_batch(logits, batch), strict=True):
-            out[i] = result
+    with progress.track(label, len(order), "sequences") as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            batch = {k: v.to(device) for k, v in pad([encoded[i] for i in chunk], pad_id).items()}
+            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            for i, result in zip(chunk, per_batch(logits, batch), strict=True):
+                out[i] = result
+            bar.advance(len(chunk))
     return out
 
 
 @torch.no_grad()
 def generate(model, tok, prompts: list[list[int]], max_new_tokens: int, batch_size: int,
-             **sampling) -> list[tuple[str, int]]:
+             label: str = "generating", **sampling) -> list[tuple[str, int]]:
     """(generation, its token count) per prompt, special tokens stripped: left-padded batches sorted
     by prompt length, each row stopping at EOS; `sampling` goes to `generate` (do_sample, ...)."""
     order = by_length([len(p) for p in prompts])
     out: list[tuple[str, int]] = [("", 0)] * len(prompts)
     device = next(model.parameters()).device
-    for start in range(0, len(order), batch_size):
-        chunk = order[start:start + batch_size]
-        width = max(len(prompts[i]) for i in chunk)
-        ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
-        mask = torch.zeros_like(ids)
-        for row, i in enumerate(chunk):
-            ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
-            mask[row, width - len(prompts[i]):] = 1
-        generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
-                                   max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
-                                   eos_token_id=tok.eos_token_id, **sampling)
-        for row, i in enumerate(chunk):
-            new = generated[row, width:]
-            count = int((new != tok.pad_token_id).sum()) if tok.pad_token_id is not None else len(new)
-            out[i] = (tok.decode(new, skip_special_tokens=True).strip(), count)
+    with progress.track(label, len(order), "answers") as bar:
+        for start in range(0, len(order), batch_size):
+            chunk = order[start:start + batch_size]
+            width = max(len(prompts[i]) for i in chunk)
+            ids = torch.full((len(chunk), width), tok.pad_token_id, dtype=torch.long)
+            mask = torch.zeros_like(ids)
+            for row, i in enumerate(chunk):
+                ids[row, width - len(prompts[i]):] = torch.tensor(prompts[i])
+                mask[row, width - len(prompts[i]):] = 1
+            generated = model.generate(input_ids=ids.to(device), attention_mask=mask.to(device),
+                                       max_new_tokens=max_new_tokens, pad_token_id=tok.pad_token_id,
+                                       eos_token_id=tok.eos_token_id, **sampling)
+            for row, i in enumerate(chunk):
+                new = generated[row, width:]
+                count = int((new != tok.pad_token_id).sum()) if tok.pad_token_id is not None else len(new)
+                out[i] = (tok.decode(new, skip_special_tokens=True).strip(), count)
+            bar.advance(len(chunk))
     return out

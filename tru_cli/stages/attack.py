@@ -32,9 +32,12 @@ def run(cfg: DictConfig, recorder) -> None:
     benchmarks.of(cfg.benchmark).attack_sets(cfg.benchmark, cfg.eval.max_items)  # a benchmark it cannot attack fails now
     if "quantize" in names:  # fail before loading anything
         quantize.check(acfg if acfg.name == "quantize" else acfg.settings.quantize, cfg.device.accelerator == "cuda")
-    unlearned = cfg.model.path or artifacts.unlearned(cfg, artifacts.finetuned(cfg, "full"),
-                                                      artifacts.targets(cfg) if cfg.method.use_targets else None)[0]
-    original = acfg.reference_model or artifacts.finetuned(cfg, "full")
+    if cfg.model.path is None:  # the run's own target, unlearned through the store
+        original = artifacts.target_model(cfg)
+        unlearned = artifacts.unlearned(cfg, original, artifacts.targets(cfg) if cfg.method.use_targets else None)[0]
+    else:  # the user's unlearned model; preflight made sure attack.reference_model names its original
+        unlearned, original = cfg.model.path, None
+    original = acfg.reference_model or original
     recorder.add_artifact("unlearned_model", unlearned)
     recorder.add_artifact("reference_model", original)
     ctx = Context(cfg, str(unlearned), str(original))

@@ -1,5 +1,6 @@
-"""tru pipeline: finetune (target, retain) -> eval retain -> generate-targets -> unlearn ->
-eval target and unlearned. Every stage goes through the store, so a stage whose configuration has
+"""tru pipeline: the target (finetuned, or the published model when the benchmark's knowledge
+comes from pretraining) and, where forget quality needs it, the retain model -> eval retain ->
+generate-targets -> unlearn -> eval target and unlearned. Every stage goes through the store, so a stage whose configuration has
 not changed is reused, by a rerun as much as by the other jobs of a sweep."""
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from tru_cli import artifacts
+from tru_cli import artifacts, benchmarks
 from tru_cli.metrics import judge as judge_metrics
 
 log = logging.getLogger("tru")
@@ -26,16 +27,19 @@ def _copy_logs(src: str, run_dir: Path, role: str) -> Path:
 
 def run(cfg: DictConfig, recorder) -> None:
     run_dir = recorder.run_dir
-    target = artifacts.finetuned(cfg, "full")
-    retain = artifacts.finetuned(cfg, "retain")
-    recorder.add_artifact("target_model", target)
-    recorder.add_artifact("retain_model", retain)
-    for role, model in (("target", target), ("retain", retain)):
+    bench = benchmarks.of(cfg.benchmark)
+    target = artifacts.target_model(cfg)
+    models = {"target": target}
+    retain_logs = None
+    if bench.USES_RETAIN_LOGS:  # the reference of forget quality: a model that never saw the forget set
+        models["retain"] = artifacts.finetuned(cfg, "retain")
+    for role, model in models.items():
+        recorder.add_artifact(f"{role}_model", model)
         recorder.add_metrics(artifacts.producer_metrics(model), prefix=f"{role}/")
-
-    retain_logs, retain_metrics = artifacts.evaluation(cfg, retain, None, self_reference=True)
-    recorder.add_metrics(retain_metrics, prefix="retain/")
-    _copy_logs(retain_logs, run_dir, "retain")
+    if "retain" in models:
+        retain_logs, retain_metrics = artifacts.evaluation(cfg, models["retain"], None, self_reference=True)
+        recorder.add_metrics(retain_metrics, prefix="retain/")
+        recorder.add_artifact("retain_logs", _copy_logs(retain_logs, run_dir, "retain"))
 
     targets = artifacts.targets(cfg) if cfg.method.use_targets else None
     if targets:
@@ -48,24 +52,23 @@ def run(cfg: DictConfig, recorder) -> None:
         logs, metrics = artifacts.evaluation(cfg, model, retain_logs)
         recorder.add_metrics(metrics, prefix=f"{role}/")
         recorder.add_artifact(f"{role}_logs", _copy_logs(logs, run_dir, role))
-    recorder.add_artifact("retain_logs", run_dir / "logs" / "retain")
     if cfg.judge.backend:  # the paper's UQ/RQ of the unlearned model's answers
         judged = artifacts.judge(cfg, run_dir / "logs" / "unlearned", unlearned)
         recorder.add_metrics(judged, prefix="unlearned/")
-    _summary(recorder.metrics)
+    _summary(recorder.metrics, bench.HEADLINE)
     if cfg.judge.backend:
         judge_metrics.require_complete(cfg, judged)
 
 
-def _summary(metrics: dict) -> None:
-    names = ["tofu/forget_rougeL_recall", "tofu/retain_rougeL_recall", "tofu/forget_truth_ratio",
-             "tofu/forget_quality", "tofu/model_utility", "judge/uq", "judge/rq"]
-    names = [n for n in names if any(metrics.get(f"{r}/{n}") is not None for r in ("target", "retain", "unlearned"))]
-    table = Table(title="pipeline: target vs retain vs unlearned")
+def _summary(metrics: dict, names: list[str]) -> None:
+    roles = ("target", "retain", "unlearned")
+    names = [n for n in names if any(metrics.get(f"{r}/{n}") is not None for r in roles)]
+    roles = [r for r in roles if any(metrics.get(f"{r}/{n}") is not None for n in names)]
+    table = Table(title=f"pipeline: {' vs '.join(roles)}")
     table.add_column("metric")
-    for role in ("target", "retain", "unlearned"):
+    for role in roles:
         table.add_column(role, justify="right")
     for name in names:
-        cells = [metrics.get(f"{role}/{name}") for role in ("target", "retain", "unlearned")]
+        cells = [metrics.get(f"{role}/{name}") for role in roles]
         table.add_row(name, *("-" if c is None else f"{c:.4g}" for c in cells))
     Console().print(table)
