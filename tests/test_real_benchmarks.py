@@ -58,7 +58,9 @@ def test_wmdp_bio_slice_through_lm_eval(tmp_path):
     m, err, run_dir = _eval(tmp_path, "benchmark=wmdp_bio", f"benchmark.data_dir={SHARED_DATA / 'wmdp'}",
                             "eval.max_items=40")
     assert 0 <= m["wmdp/bio_acc"] <= 1 and m["wmdp/bio_items"] == 40
-    assert m["mmlu/acc"] is None and "mmlu/acc is missing" in err  # no MMLU file in the slice
+    # MMLU from the folder beside the slice (../mmlu/mmlu.jsonl), 40 per subject, its two bio subjects named
+    assert m["mmlu/items"] == 160 and 0 <= m["mmlu/acc"] <= 1 and "mmlu/acc is missing" not in err
+    assert isinstance(m["mmlu/college_biology_acc"], float) and isinstance(m["mmlu/virology_acc"], float)
     items = [json.loads(x) for x in (run_dir / "logs" / "wmdp_bio.jsonl").read_text().splitlines()]
     assert len(items) == 40 and sum(i["correct"] for i in items) / 40 == pytest.approx(m["wmdp/bio_acc"])
 

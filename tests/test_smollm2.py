@@ -138,53 +138,41 @@ def known_file(store, real_dir, tmp_path_factory):
     return tmp / "run" / results(tmp / "run")["artifacts"]["probe"]
 
 
-def _nlls(model_dir, tok, pairs):
-    from omegaconf import OmegaConf
-
-    from tru_cli.data.encoding import PromptFormatter
-    from tru_cli.metrics import scoring
-    from tru_cli.models import loading
-
-    model, tok = loading.load(str(model_dir), OmegaConf.create({"dtype": "float32", "attn_implementation": "sdpa"}))
-    fmt = PromptFormatter(tok, _model_cfg())
-    return [t / c for t, c in scoring.encoded_nlls(model.eval(), fmt, [fmt.encode(q, a) for q, a in pairs], 8)]
-
-
-# One method per family: reasoning targets, gradient difference, a reference model's NLL (NPO),
-# a frozen model's KL, preference over an IDK answer (DPO), and activations (RMU).
-FAMILIES = ["tru", "graddiff", "npo", "kl", "idkdpo", "rmu"]
+# Every method: reasoning targets (TRU); gradient ascent (GA, GradDiff, WGA); a reference model's
+# NLL (NPO, SimNPO); a frozen model's KL; an IDK answer (IdkPO, IdkDPO); activations (RMU).
+FAMILIES = ["tru", "ga", "graddiff", "wga", "npo", "simnpo", "kl", "idkpo", "idkdpo", "rmu"]
+# The forget-side term each method moves, as its train log records it, and which way one step moves
+# it: the second step's forward pass sees the same forget items after the first step's update. The
+# retain terms are switched off (lambda_retain=0): on a pretrained model they teach the short answer
+# format of the kept questions, which lowers every short answer's NLL, forget answers included, and
+# outweighs WGA's and SimNPO's forget terms, which by design barely push answers already improbable.
+MOVES = {"tru": ("target_nll", "down"), "idkpo": ("idk_nll", "down"), "rmu": ("forget_rmu", "down"),
+         # SimNPO saturates on answers this improbable (mean NLL 9.5 nats, beta 4.5: loss 1e-20, gradient
+         # 5e-18), so the forget NLL barely moves; its own loss still goes down
+         "simnpo": ("loss", "down")}
 
 
 @needs_shared
 @pytest.mark.parametrize("method", FAMILIES)
-def test_one_unlearning_step_per_method_family(method, store, real_dir, known_file, smol, tmp_path, config):
-    """In process (the CLI's unlearn path is the pipeline test's): the library call `tru unlearn` makes."""
+def test_one_unlearning_step_of_every_method(method, store, real_dir, known_file, tmp_path, config):
+    """In process (the CLI's unlearn path is the pipeline test's): the library call `tru unlearn` makes,
+    two steps on the same two forget items (one batch per epoch), the loss parts logged at each."""
     from tru_cli import artifacts
+    from tru_cli.models import loading
 
-    _, tok, base = smol
-    # RMU's effect is on activations: two steps on one item, its loss logged before each
-    items, epochs = (1, 2) if method == "rmu" else (2, 1)
     cfg = config("unlearn", *SMOL, f"method={method}", "benchmark=real_knowledge", f"benchmark.data_dir={real_dir}",
-                 f"benchmark.known={known_file}", f"benchmark.max_forget={items}", f"paths.store={store}",
-                 f"trainer.unlearn.epochs={epochs}", f"trainer.unlearn.batch_size={items}",
-                 f"trainer.unlearn.per_device_batch_size={items}", "trainer.logging_steps=1",
-                 "trainer.unlearn.warmup_ratio=0", "model.recipe.unlearn_lr=1e-4", "model.max_length=256")
+                 f"benchmark.known={known_file}", "benchmark.max_forget=2", f"paths.store={store}",
+                 "trainer.unlearn.epochs=2", "trainer.unlearn.batch_size=2", "trainer.unlearn.per_device_batch_size=2",
+                 "trainer.logging_steps=1", "trainer.unlearn.warmup_ratio=0", "model.recipe.unlearn_lr=1e-4",
+                 "model.max_length=256", "method.lambda_retain=0")
     targets = artifacts.targets(cfg) if cfg.method.use_targets else None
-    metrics = artifacts.build_unlearned(cfg, str(base), targets, tmp_path)
-    assert metrics["unlearn/steps"] == epochs
-    forget = [(p["question"], p["answer"]) for p in map(json.loads, known_file.read_text().splitlines())
-              if p["known"]][:items]
-    if method == "rmu":  # the step moved the layer's forget activations toward the random control vector
-        curve = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
-        assert curve[1]["forget_rmu"] < curve[0]["forget_rmu"], curve
-    elif method == "tru":  # the step learned the reasoning targets (CE), whatever the small GA term did
-        rows = [json.loads(x) for x in open(targets)][:items]
-        pairs = [(t["question"], cfg.method.target_format.format(reasoning=t["reasoning"], refusal=t["refusal"]))
-                 for t in rows]
-        assert sum(_nlls(tmp_path / "model", tok, pairs)) < sum(_nlls(base, tok, pairs))
-    else:  # every other family pushed the forget answers away
-        before, after = _nlls(base, tok, forget), _nlls(tmp_path / "model", tok, forget)
-        assert sum(after) > sum(before), (before, after)
+    metrics = artifacts.build_unlearned(cfg, artifacts.base_model(cfg), targets, tmp_path)
+    assert metrics["unlearn/steps"] == 2
+    curve = [json.loads(x) for x in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    key, way = MOVES.get(method, ("forget_nll", "up"))  # every other method pushes the forget answers away
+    first, second = curve[0][key], curve[1][key]
+    assert (second < first) if way == "down" else (second > first), (key, curve)
+    loading.load(str(tmp_path / "model"), cfg.device)  # the saved model loads back
 
 
 @needs_shared
@@ -199,9 +187,10 @@ def test_wmdp_bio_on_40_items_equals_lm_evals_own_task(store, smol, tmp_path, mo
     data.mkdir()
     (data / "bio_200.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
     run_dir = tmp_path / "run"
-    run_tru(["eval", *SMOL, "benchmark=wmdp_bio", f"benchmark.data_dir={data}", "benchmark.wmdp.mmlu=false",
-             f"paths.store={store}", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    proc = run_tru(["eval", *SMOL, "benchmark=wmdp_bio", f"benchmark.data_dir={data}", f"paths.store={store}",
+                    f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     ours = results(run_dir)["metrics"]
+    assert ours["mmlu/acc"] is None and "mmlu/acc is missing" in proc.stdout + proc.stderr  # no MMLU file: missing, not 0
     # lm-eval's own wmdp_bio task (its YAML, prompt and metric), its dataset served from the same rows
     real_load = datasets.load_dataset
     monkeypatch.setattr(datasets, "load_dataset", lambda path=None, *a, **k: datasets.DatasetDict(

@@ -35,7 +35,9 @@ def mode() -> str:
     chosen = os.environ.get("TRU_PROGRESS", "").strip().lower()
     if chosen in ("bar", "log", "off"):
         return chosen
-    return "bar" if sys.stderr.isatty() else "log"
+    # the process's own stderr: wandb wraps sys.stderr in a console recorder that can claim to be a terminal
+    stream = sys.__stderr__ or sys.stderr
+    return "bar" if stream is not None and stream.isatty() else "log"
 
 
 def _every() -> float:
