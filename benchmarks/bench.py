@@ -47,7 +47,11 @@ def _smollm2(cfg):
     return loading.load(artifacts.base_model(cfg), cfg.device)
 
 
-def bench_unlearn(steps: int, build=_tiny, overrides=()) -> tuple[float, float]:
+def bench_unlearn(steps: int, build=_tiny, overrides=(), repeats: int = 3) -> tuple[float, float]:
+    """Median tokens/s of the TRU step through UnlearnTrainer and through a hand-written loop, over
+    `repeats` pairs in alternating order, each on a fresh model, on the very same batches."""
+    import itertools
+    import statistics
     import tempfile
     from pathlib import Path
 
@@ -71,32 +75,81 @@ def bench_unlearn(steps: int, build=_tiny, overrides=()) -> tuple[float, float]:
         artifacts.build_targets(cfg, Path(tmp) / "targets.jsonl")
         rows = unlearn.build_rows(cfg, fmt, forget, str(Path(tmp) / "targets.jsonl"), needed_parts(cfg.method))
     data = ForgetRetainDataset(rows, retain, seed=0)
-    batch = int(cfg.trainer.unlearn.batch_size)
     args = training_args(cfg, cfg.trainer.unlearn, "/tmp/tru_bench_trainer")
-    args.num_train_epochs = steps * batch / len(data)
-    trainer = quiet(UnlearnTrainer(model=model, args=args, train_dataset=data,
-                                   data_collator=UnlearnCollator(tok.pad_token_id),
-                                   objective=Objective(cfg.method, model)))
-    start = time.perf_counter()
-    trainer.train()
-    ours = trainer.tokens_seen / (time.perf_counter() - start)
-
-    # The naive baseline: the same model size, data, loss and optimiser in a plain PyTorch loop.
-    set_seed(0)
-    del trainer, model
-    model, _ = build(cfg)
-    objective = Objective(cfg.method, model)
-    opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.unlearn.lr), weight_decay=0.0)
+    args.num_train_epochs = steps * int(cfg.trainer.unlearn.batch_size) / len(data)
     collate = UnlearnCollator(tok.pad_token_id)
-    start = time.perf_counter()
-    for step in range(steps):
-        loss, _ = objective(model, collate([data[(step * batch + i) % len(data)] for i in range(batch)]))
-        opt.zero_grad()
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-        opt.step()
-    naive = objective.tokens_seen / (time.perf_counter() - start)
-    return ours, naive
+
+    def trainer_for(model):
+        return quiet(UnlearnTrainer(model=model, args=args, train_dataset=data, data_collator=collate,
+                                    objective=Objective(cfg.method, model)))
+
+    def with_trainer() -> float:
+        set_seed(0)
+        trainer = trainer_for(build(cfg)[0])
+        start = time.perf_counter()
+        trainer.train()
+        return trainer.tokens_seen / (time.perf_counter() - start)
+
+    def by_hand() -> float:
+        """The same model, batches (the Trainer's own sampler and collator), loss, optimizer and
+        gradient clipping in a plain PyTorch loop."""
+        set_seed(0)
+        model = build(cfg)[0]
+        loader = trainer_for(model).get_train_dataloader()
+        objective = Objective(cfg.method, model)
+        # the optimizer implementation the Trainer uses (trainer.optim), so the ratio is the Trainer's own price
+        opt = torch.optim.AdamW(model.parameters(), lr=float(cfg.trainer.unlearn.lr),
+                                weight_decay=float(cfg.trainer.unlearn.weight_decay),
+                                fused=str(cfg.trainer.optim) == "adamw_torch_fused")
+        model.train()
+        start = time.perf_counter()
+        for inputs in itertools.islice(loader, steps):
+            loss, _ = objective(model, inputs)
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), float(cfg.trainer.unlearn.max_grad_norm))
+            opt.step()
+        return objective.tokens_seen / (time.perf_counter() - start)
+
+    del model
+    ours, naive = [], []
+    for i in range(repeats):
+        for run in ((with_trainer, by_hand) if i % 2 == 0 else (by_hand, with_trainer)):
+            (ours if run is with_trainer else naive).append(run())
+    return statistics.median(ours), statistics.median(naive)
+
+
+def seconds_to_first_step(repeats: int) -> dict:
+    """`tru unlearn` on the tiny model (experiments=smoke, target model and targets already in the
+    store, wandb offline as a user gets it here), timed from outside: process start to the first
+    training step and last step to exit (from results.json's `timing` marks), beside the floor, the
+    time Python takes to import torch, transformers' Trainer and Llama, Hydra and Typer alone."""
+    import json
+    import statistics
+    import subprocess
+    import sys
+    import tempfile
+
+    env = {**os.environ, "WANDB_MODE": "offline", "TRU_PROGRESS": "off"}
+    floor_cmd = [sys.executable, "-c", "import torch, hydra, typer; "
+                 "from transformers import Trainer, LlamaForCausalLM, AutoTokenizer"]
+    runs, floors, marks = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        cmd = [sys.executable, "-m", "tru_cli", "unlearn", "experiments=smoke", f"paths.store={tmp}/store"]
+        subprocess.run([*cmd, f"hydra.run.dir={tmp}/warm"], env=env, cwd=tmp, check=True, capture_output=True)
+        for i in range(repeats):
+            start = time.time()
+            subprocess.run(floor_cmd, env=env, check=True, capture_output=True)
+            floors.append(time.time() - start)
+            start = time.time()
+            subprocess.run([*cmd, f"hydra.run.dir={tmp}/run{i}"], env=env, cwd=tmp, check=True, capture_output=True)
+            end = time.time()
+            timing = json.loads(Path(f"{tmp}/run{i}/results.json").read_text())["timing"]
+            runs.append((timing["first_step"] - start, end - timing["last_step"]))
+            marks.append({k: v - start for k, v in timing.items()})
+    split = {k: statistics.median(m[k] for m in marks) for k in marks[0]}
+    return {"first": statistics.median(r[0] for r in runs), "after": statistics.median(r[1] for r in runs),
+            "floor": statistics.median(floors), "split": split}
 
 
 def bench_eval(items: int, max_new_tokens: int, build=_tiny, overrides=()) -> tuple[float, float, int]:
@@ -210,7 +263,7 @@ def smol_child(steps: int, items: int, max_new_tokens: int) -> None:
     import json
     import resource
 
-    ours_u, naive_u = bench_unlearn(steps, _smollm2, SMOL)
+    ours_u, naive_u = bench_unlearn(steps, _smollm2, SMOL, repeats=2)  # one pair in each order
     ours_e, naive_e, n = bench_eval(items, max_new_tokens, _smollm2, SMOL)
     print("SMOL_JSON " + json.dumps({"unlearn": [ours_u, naive_u], "eval": [ours_e, naive_e, n],
                                      "peak_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
@@ -228,9 +281,22 @@ def bench_smollm2(steps: int, items: int, max_new_tokens: int) -> dict:
     return json.loads(out.stdout.split("SMOL_JSON")[-1])
 
 
+RESULTS = Path(__file__).resolve().parent / "results.json"
+
+
+def entry(tru: float, baseline: float | None, unit: str, ratio: float | None = None) -> dict:
+    """One measure of results.json: ratio > 1 means tru is better (faster, lighter, or closer to the
+    floor); a measure without a baseline has baseline and ratio null."""
+    if baseline is not None and ratio is None:
+        ratio = tru / baseline
+    return {"tru": round(tru, 4), "baseline": None if baseline is None else round(baseline, 4),
+            "ratio": None if ratio is None else round(ratio, 4), "unit": unit}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=40, help="unlearning steps timed per loop")
+    parser.add_argument("--repeats", type=int, default=3, help="alternating repeats; medians are reported")
     parser.add_argument("--items", type=int, default=120, help="eval items timed per way")
     parser.add_argument("--max-new-tokens", type=int, default=64,
                         help="generation cap (random weights run to the cap)")
@@ -238,6 +304,7 @@ def main() -> None:
     parser.add_argument("--smol-steps", type=int, default=6, help="SmolLM2 unlearning steps timed per loop")
     parser.add_argument("--smol-items", type=int, default=24, help="SmolLM2 eval items timed per way")
     parser.add_argument("--no-smol", action="store_true", help="skip the SmolLM2 rows")
+    parser.add_argument("--out", type=Path, default=RESULTS, help="where the machine-readable results go")
     parser.add_argument("--memory-child", choices=["precompute", "model"], help=argparse.SUPPRESS)
     parser.add_argument("--smol-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -253,6 +320,8 @@ def main() -> None:
         _quiet_libraries()
         memory_child(args.memory_child)
         return
+    import json
+
     from rich.console import Console
     from rich.table import Table
 
@@ -261,21 +330,37 @@ def main() -> None:
     _quiet_libraries()
     import torch
 
-    ours_u, naive_u = bench_unlearn(args.steps)
+    results: dict[str, dict] = {}
+    ours_u, naive_u = bench_unlearn(args.steps, repeats=args.repeats)
+    results["unlearn_step_vs_hand_loop"] = entry(ours_u, naive_u, "tokens/s")
     ours_e, naive_e, n = bench_eval(args.items, args.max_new_tokens)
+    results["tofu_eval_vs_one_at_a_time"] = entry(ours_e, naive_e, "items/s")
     lean, held, params = bench_memory()
-    table = Table(title=f"tru bench (tiny model, {torch.get_num_threads()} threads, CPU)")
-    for col in ("measure", "tru", "naive baseline", "ratio"):
+    results["npo_memory_vs_held_reference"] = entry(lean, held, "MiB peak RSS", held / lean)
+    fixed = seconds_to_first_step(args.repeats)
+    results["seconds_to_first_step"] = entry(fixed["first"], fixed["floor"], "s (baseline: import floor)",
+                                             fixed["floor"] / fixed["first"])
+    results["seconds_after_last_step"] = entry(fixed["after"], None, "s")
+    table = Table(title=f"tru bench (tiny model, {torch.get_num_threads()} threads, CPU; medians of "
+                        f"{args.repeats} alternating repeats where marked)")
+    for col in ("measure", "tru", "baseline", "ratio"):
         table.add_column(col, justify="right" if col != "measure" else "left")
-    table.add_row(f"unlearn TRU step, tokens/s ({args.steps} steps)", f"{ours_u:,.0f}", f"{naive_u:,.0f}",
-                  f"{ours_u / naive_u:.2f}x")
-    table.add_row(f"TOFU eval, items/s ({n} items, <= {args.max_new_tokens} new tokens)", f"{ours_e:.1f}",
-                  f"{naive_e:.1f}", f"{ours_e / naive_e:.2f}x")
-    table.add_row(f"NPO peak memory, MiB ({params / 1e6:.0f}M params; naive = held reference)",
-                  f"{lean:,.0f}", f"{held:,.0f}", f"{lean / held:.2f}x")
+    table.add_row(f"unlearn TRU step, tokens/s ({args.steps} steps; baseline: hand loop; median)", f"{ours_u:,.0f}",
+                  f"{naive_u:,.0f}", f"{ours_u / naive_u:.2f}x")
+    table.add_row(f"TOFU eval, items/s ({n} items, <= {args.max_new_tokens} new tokens; baseline: one at a time)",
+                  f"{ours_e:.1f}", f"{naive_e:.1f}", f"{ours_e / naive_e:.2f}x")
+    table.add_row(f"NPO peak memory, MiB ({params / 1e6:.0f}M params; baseline: held reference)",
+                  f"{lean:,.0f}", f"{held:,.0f}", f"{held / lean:.2f}x less")
+    table.add_row("seconds to the first step (tru unlearn, smoke; baseline: importing torch+transformers+hydra)",
+                  f"{fixed['first']:.2f}", f"{fixed['floor']:.2f}", f"{fixed['first'] - fixed['floor']:+.2f} s")
+    table.add_row("seconds from the last step to exit", f"{fixed['after']:.2f}", "-", "-")
+    split = ", ".join(f"{k} {v:.2f}" for k, v in sorted(fixed["split"].items(), key=lambda kv: kv[1]))
     if not args.no_smol:
         smol = bench_smollm2(args.smol_steps, args.smol_items, args.max_new_tokens)
         (ours, naive), (e_ours, e_naive, e_n) = smol["unlearn"], smol["eval"]
+        results["smollm2_unlearn_step_vs_hand_loop"] = entry(ours, naive, "tokens/s")
+        results["smollm2_tofu_eval_vs_one_at_a_time"] = entry(e_ours, e_naive, "items/s")
+        results["smollm2_peak_memory"] = entry(smol["peak_mib"], None, "MiB peak RSS")
         table.add_row(f"SmolLM2-135M: unlearn TRU step, tokens/s ({args.smol_steps} steps)", f"{ours:,.0f}",
                       f"{naive:,.0f}", f"{ours / naive:.2f}x")
         table.add_row(f"SmolLM2-135M: TOFU eval, items/s ({e_n} items, <= {args.max_new_tokens} new tokens)",
@@ -283,11 +368,16 @@ def main() -> None:
         table.add_row("SmolLM2-135M: peak memory of the two rows above, MiB", f"{smol['peak_mib']:,.0f}", "-", "-")
     if SHARED.is_dir():
         for name, seconds in bench_real(args.bench_items).items():
+            results[f"eval_seconds_{name.lower().replace(' ', '_').replace('-', '_')}"] = entry(seconds, None, "s")
             table.add_row(f"{name} eval, seconds ({args.bench_items} items per set, fresh tiny model)",
                           f"{seconds:.1f}", "-", "-")
     else:
         table.add_row(f"real-benchmark evals: skipped, {SHARED} is absent", "-", "-", "-")
-    Console().print(table)
+    console = Console()
+    console.print(table)
+    console.print(f"fixed cost split (seconds after the command started, medians): {split}")
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
+    console.print(f"written: {args.out}")
 
 
 if __name__ == "__main__":

@@ -17,7 +17,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tru_cli"
 # Lowest first. A module's layer is the first entry that is its name or a package above it.
 LAYERS = [
     ["tru_cli", "tru_cli.errors", "tru_cli.redact", "tru_cli.store", "tru_cli.distributed",
-     "tru_cli.checks", "tru_cli.config", "tru_cli.tracking", "tru_cli.progress"],  # core: no model, no data
+     "tru_cli.checks", "tru_cli.config", "tru_cli.tracking", "tru_cli.progress", "tru_cli.timing",
+     "tru_cli.threads"],  # core: no model, no data
     ["tru_cli.data"],                                         # rows, files, encoding
     ["tru_cli.models"],                                       # loading, batched forward and generate
     ["tru_cli.backends"],                                     # chat and template backends

@@ -8,6 +8,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from tests.conftest import SMALL, results, run_tru, tru_env
+from tru_cli import threads
 
 pytestmark = pytest.mark.slow
 CONTRACT = {"command", "status", "metrics", "artifacts", "versions", "device", "started_at", "finished_at"}
@@ -198,6 +199,8 @@ def test_submitit_local_runs_sweep_jobs_and_counts_failures(pipeline_run, workdi
     for job in ("0", "1"):
         res = results(sweep / job)
         assert res["status"] == "completed" and res["metrics"]["unlearned/tofu/forget_rougeL_recall"] >= 0
+        # both jobs ran at once on this machine: each took half of the cores (device.num_threads)
+        assert res["device"]["torch_threads"] == max(1, threads.cores() // 2)
     # failures inside submitit's processes are counted by the launching process (a model that is neither
     # a local folder nor on the offline hub passes the checks before launch and fails inside the job)
     bad = workdir / "submitit_bad"

@@ -4,6 +4,7 @@ multi-GPU device configs."""
 import pytest
 
 from tests.conftest import SMALL, results, run_tru
+from tru_cli import threads
 
 
 @pytest.mark.slow
@@ -22,6 +23,12 @@ def test_ddp_sim_two_processes_train_like_one(tmp_path):
         assert abs(a - b) <= 1e-3 * abs(a), (single, multi)
     res = results(tmp_path / "ddp_sim")
     assert res["device"]["num_processes"] == 2 and res["metrics"]["unlearn/processes"] == 2
+    # the two ranks share the cores (device.num_threads = cores / 2) instead of each taking all of them
+    assert res["device"]["torch_threads"] == max(1, threads.cores() // 2)
+    assert results(tmp_path / "cpu")["device"]["torch_threads"] == threads.cores()
+    # the fixed cost can be read off: process start, then the first and the last training step
+    timing = results(tmp_path / "cpu")["timing"]
+    assert timing["process_started"] < timing["config_composed"] < timing["first_step"] < timing["last_step"]
     assert (tmp_path / "ddp_sim" / "model" / "config.json").is_file()
     # the evaluation after training ran once (rank 0) and gives what the single process gives
     assert res["metrics"]["tofu/forget_rougeL_recall"] == pytest.approx(
@@ -103,6 +110,20 @@ def test_gpu_benchmark_script_runs_its_cpu_check(tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("tiny ")]
     assert len(rows) == 2 and "error" not in proc.stdout  # full and LoRA both stepped
+    # padding-free packing composes with checkpointing on and off and steps on a CPU too
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--shapes", "tiny",
+                           "--steps", "2", "--batch", "2", "--seq", "32", "--modes", "full", "--packing", "both",
+                           "--checkpointing", "both"], cwd=tmp_path, env=tru_env(tmp_path),
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [line.split() for line in proc.stdout.splitlines() if line.startswith("tiny ")]
+    assert len(rows) == 4 and "error" not in proc.stdout
+    assert {(r[2], r[4]) for r in rows} == {("on", "on"), ("on", "off"), ("off", "on"), ("off", "off")}
+    # fused cross-entropy needs Liger's CUDA kernels: one line, before any model is built
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--device", "cpu", "--shapes", "tiny",
+                           "--fused-ce", "on"], cwd=tmp_path, env=tru_env(tmp_path), capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 2 and "--fused-ce" in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
 
 
 @pytest.mark.slow

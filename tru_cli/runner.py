@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tru_cli import distributed, redact
+from tru_cli import distributed, redact, threads, timing
 from tru_cli.config import COMMAND_CONFIGS, conf_dir, fresh_dir, searchpath_override, split_flags
 from tru_cli.errors import TruError
 from tru_cli.tracking import RunRecorder
@@ -38,6 +38,14 @@ class SweepStatus(Callback):
 
     def on_multirun_start(self, config, **kwargs) -> None:
         self.started = time.time() - 1  # job folders older than this sweep (a reused sweep dir) are not its own
+        target = str(config.hydra.launcher.get("_target_", ""))
+        if "submitit" in target and target.endswith(".LocalLauncher"):
+            # the jobs run at once on this machine: each takes its share of the cores (threads.py)
+            jobs = sweep_size(config)
+            if jobs:
+                os.environ[threads.LOCAL_JOBS_ENV] = str(threads.local_jobs() * jobs)
+                log.info("%d sweep jobs at once on this machine: %d torch threads each", jobs,
+                         threads.count(config.device))
 
     def on_multirun_end(self, config, **kwargs) -> None:
         sweep = Path(config.hydra.sweep.dir)
@@ -51,6 +59,25 @@ class SweepStatus(Callback):
         _SWEEP_FAILED.append(failed)
         if failed:
             log.error("%d of %d sweep jobs failed; see results.json in %s", failed, len(jobs), sweep)
+
+
+def sweep_size(config) -> int | None:
+    """Jobs in the sweep (command-line and `hydra.sweeper.params` sweeps, at most the sweeper's
+    batch), or None where a value cannot be listed (a sweeper that samples, such as optuna's)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    params = config.hydra.sweeper.get("params") or {}
+    try:
+        overrides = OverridesParser.create().parse_overrides(
+            [*config.hydra.overrides.task, *(f"{key}={value}" for key, value in params.items())])
+        size = 1
+        for override in overrides:
+            if override.is_sweep_override():
+                size *= len(list(override.sweep_string_iterator()))
+    except Exception:  # noqa: BLE001 - unknown sweep syntax: leave the threads as they are
+        return None
+    batch = config.hydra.sweeper.get("max_batch_size")
+    return min(size, int(batch)) if batch else size
 
 
 def _stage(command: str):
@@ -101,11 +128,16 @@ def run_hydra(command: str, args: list[str]) -> int:
         if not distributed.is_main():  # one voice per multi-process run: rank 0's
             logging.getLogger("tru").setLevel(logging.WARNING)
         _select_devices(cfg)
+        threads.apply(cfg.device)
         multirun = HydraConfig.get().mode == RunMode.MULTIRUN
+        timing.mark("config_composed")
         try:
             with RunRecorder(command, cfg, run_dir) as recorder:
+                timing.mark("recorder_started")
                 _prepare(command, cfg, recorder)
-                _stage(command)(cfg, recorder)
+                stage = _stage(command)
+                timing.mark("inputs_ready")
+                stage(cfg, recorder)
         except TruError as exc:
             failures.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
@@ -154,8 +186,9 @@ def launch(command: str, args: list[str], cfg: DictConfig) -> int:
     n = int(cfg.device.num_processes)
     env = dict(os.environ)
     env.setdefault("FSDP_STATE_DICT_TYPE", "FULL_STATE_DICT")  # device=fsdp: rank 0 saves whole weights
-    if cfg.device.get("threads"):
-        env["OMP_NUM_THREADS"] = str(cfg.device.threads)
+    # the ranks share this machine's cores (device.num_threads, else the cores / the ranks)
+    env[threads.LOCAL_JOBS_ENV] = str(threads.local_jobs() * n)
+    env["OMP_NUM_THREADS"] = str(threads.count(cfg.device, threads.local_jobs() * n))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
            "-m", "tru_cli", command, *args, *extra]
     log.info("launching %d processes (device=%s): %s", n, cfg.device.name, " ".join(cmd[3:]))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from tru_cli import __version__
+from tru_cli import __version__, timing
 from tru_cli.redact import scrub
 
 log = logging.getLogger("tru")
@@ -147,7 +147,7 @@ class RunRecorder:
             "command": self.command, "status": status, "metrics": self.metrics,
             "artifacts": self.artifacts, "versions": versions(), "device": device_info(self.cfg),
             "started_at": self.started_at, "finished_at": None if status == "running" else _now(),
-            **self.extra,
+            "timing": timing.marks(), **self.extra,
         }
         if error:
             results["error"] = error

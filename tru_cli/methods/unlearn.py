@@ -15,7 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 from transformers import set_seed
 
-from tru_cli import distributed
+from tru_cli import distributed, timing
 from tru_cli.data import idk
 from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
 from tru_cli.data.files import read_jsonl
@@ -125,8 +125,10 @@ def train(cfg: DictConfig, model_path: str, forget: list[dict], retain: list[dic
     method = cfg.method
     parts = parts_of(method)
     model, tok = loading.load(model_path, cfg.device)
+    timing.mark("model_loaded")
     fmt = PromptFormatter(tok, cfg.model)
     rows = build_rows(cfg, fmt, forget, targets_path, parts)
+    timing.mark("data_encoded")
     for key in objectives.reference_stats(method) if objectives.precomputes_reference(method) else ():
         with_reference_nll(model, [row[key] for row in rows], tok.pad_token_id, int(cfg.eval.batch_size))
     adapters = cfg.trainer.get("lora")
@@ -147,6 +149,7 @@ def train(cfg: DictConfig, model_path: str, forget: list[dict], retain: list[dic
                              callbacks=[curve], objective=objective)
     if ref_model is not None:
         ref_model.to(trainer.args.device)
+    timing.mark("trainer_built")
     log.info("unlearn (%s): %d forget items, parts %s, %s epochs, %d trained parameters", method.name,
              len(data), parts, cfg.trainer.unlearn.epochs, trained)
     metrics = fit_and_save(trainer, tok, curve, out_dir, "unlearn",

@@ -65,6 +65,4 @@ def device_of(device: DictConfig):
         if not torch.cuda.is_available():
             raise TruError("device=cuda but no CUDA device is visible; use device=cpu")
         return torch.device("cuda", 0)
-    if device.get("threads"):
-        torch.set_num_threads(int(device.threads))
     return torch.device("cpu")
