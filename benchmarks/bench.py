@@ -1,19 +1,24 @@
-"""make bench: speed of the two hot loops on the tiny model and on SmolLM2-135M-Instruct (rows 1-2
-again, in a child process whose peak memory is reported), each beside a naive baseline run on the
-same machine in the same process, printed as a ratio.
+"""make bench: speed of tru's hot loops beside a baseline measured in the same run, printed as a table
+and written to benchmarks/results.json (one entry per measure: tru, baseline, ratio, unit), so a
+run's figures can be compared with the last one.
 
-1. Unlearning throughput (TRU loss: target + forget + retain forward/backward, AdamW): tru's
-   UnlearnTrainer (transformers.Trainer) against a hand-written PyTorch loop doing the same work;
-   the ratio is the price (or gain) of using the Trainer.
-2. TOFU evaluation items/s: tru's evaluation (length-sorted batches, all answer variants of a set in
-   shared batched forwards, batched greedy generation) against the naive way (one sequence and one
-   generation at a time), on the same items.
-3. Peak memory of NPO unlearning with reference statistics precomputed once (one model in memory)
-   against holding a frozen reference copy (the naive way), each in a fresh process, on a larger
-   (~25M-parameter) tiny-architecture model so the weights dominate the process's baseline.
-4. Wall time of one evaluation of a fresh tiny model on each real benchmark's local slice in
+1. unlearn_step_vs_hand_loop: TRU step tokens/s (target + forget + retain forward/backward, AdamW)
+   through tru's UnlearnTrainer (transformers.Trainer) against a hand-written PyTorch loop doing the
+   same work: the same batches (the Trainer's own sampler and collator), loss, optimizer
+   implementation and clipping. Medians of `--repeats` pairs in alternating order, fresh model each.
+2. tofu_eval_vs_one_at_a_time: TOFU evaluation items/s (length-sorted batches, all answer variants of
+   a set in shared batched forwards, batched greedy generation) against one sequence and one
+   generation at a time, on the same items.
+3. npo_memory_vs_held_reference: peak memory of NPO unlearning with reference statistics precomputed
+   once (one model in memory) against holding a frozen reference copy, each in a fresh process, on a
+   ~25M-parameter tiny-architecture model so the weights dominate the process's baseline.
+4. seconds_to_first_step: `tru unlearn experiments=smoke` from the outside, process start to the
+   first training step (results.json's timing marks), beside the floor: the time Python alone takes
+   to import torch, transformers' Trainer and Llama, Hydra and Typer; and the last step to exit.
+5. SmolLM2-135M-Instruct (rows 1-2 again, in a child process whose peak memory is reported).
+6. Wall time of one evaluation of a fresh tiny model on each real benchmark's local slice in
    ../shared/data (TOFU forget05, MUSE-News, WMDP-Bio through lm-eval), `--bench-items` per set.
-Numbers depend on the machine and on what else runs on it; no threshold is asserted.
+Numbers depend on the machine and on what else runs on it: run it alone. No threshold is asserted.
 """
 
 from __future__ import annotations
