@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.conftest import SMALL, TRU, results, run_tru, tru_env
+from tests.conftest import SHARED_DATA, SMALL, TRU, needs_shared, results, run_tru, tru_env
 from tests.fake_openai import FakeOpenAI
 from tru_cli.backends.cache import RequestCache, request_key
 from tru_cli.backends.chat import ChatReply, Reject
@@ -274,11 +274,32 @@ def test_translate_and_paraphrase_attacks_rewrite_questions_through_the_generato
     assert "attack/translate_es/recovery" in m and "attack/paraphrase/recovery" in m
     logs = [json.loads(line) for line in (tmp_path / "run" / "logs" / "attack_translate.jsonl").read_text().splitlines()]
     assert all(row["attacked_question"] == f"[Spanish] {row['question']}" for row in logs)
-    assert len(rewrites) >= 2 * FORGET
+    # the gold answer went the same route: Spanish answers are scored against Spanish gold answers
+    assert all(row["reference"] == f"[Spanish] {row['answer']}" for row in logs)
+    assert m["attack/translate/answer_generator/answered"] == FORGET
+    assert len(rewrites) >= 3 * FORGET
     # the offline generator cannot rewrite: one line that says what to use instead
     proc = run_tru(["attack", *SMALL, "attack=paraphrase", "attack.source=generator"], cwd=tmp_path, check=False)
     assert proc.returncode != 0 and "generator=openai or generator=hf" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_attacks_report_the_judges_uq_and_its_drop(tmp_path):
+    """The paper's robustness figure: the judge's UQ of the answers each attack draws, beside the
+    unattacked UQ of the same questions, and the drop; every attacked answer goes to the judge."""
+    suite = ["attack=suite", "attack.suite=[prefill,paraphrase]", "judge.max_items=3"]
+    with FakeOpenAI() as server:
+        run_tru(["attack", *SMALL, *suite, "judge=openai", f"judge.base_url={server.url}", "judge.api_key_env=null",
+                 f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+        judged = [r for r in server.log if "[Response begin]" in r["question"]]
+    m = results(tmp_path / "run")["metrics"]
+    for name in ("prefill", "paraphrase"):
+        assert m[f"attack/{name}/judge_uq"] == pytest.approx(7.0)  # the fake judge's fixed verdict
+        assert m[f"attack/{name}/judge_uq_drop"] == m[f"attack/{name}/unlearned_judge_uq"] - m[f"attack/{name}/judge_uq"]
+        verdicts = (tmp_path / "run" / "logs" / f"judge_attack_{name}_uq.jsonl").read_text().splitlines()
+        attacked = [json.loads(x) for x in (tmp_path / "run" / "logs" / f"attack_{name}.jsonl").read_text().splitlines()]
+        assert [json.loads(v)["response"] for v in verdicts] == [a["generation"] for a in attacked[:3]]
+    assert len(judged) == 3 * 3 and m["judge_calls/answered"] == 9  # unattacked + two attacks, 3 items each
 
 
 def test_pipeline_judges_the_unlearned_model(tmp_path):
@@ -288,21 +309,61 @@ def test_pipeline_judges_the_unlearned_model(tmp_path):
         judged = [r for r in server.log if "[Response begin]" in r["question"]]
     m = results(tmp_path / "run")["metrics"]
     assert m["unlearned/judge/uq"] == pytest.approx(7.0) and m["unlearned/judge/rq"] == pytest.approx(8.0)
-    assert len(judged) == 8 and (tmp_path / "run" / "logs" / "unlearned" / "judge_uq.jsonl").is_file()
+    # the original (target) model is judged on the same queries: the paper's change against it
+    assert m["target/judge/uq"] == pytest.approx(7.0) and m["judge/uq_change"] == pytest.approx(0.0)
+    assert m["judge/rq_change"] == m["unlearned/judge/rq"] - m["target/judge/rq"]
+    assert len(judged) == 16 and (tmp_path / "run" / "logs" / "unlearned" / "judge_uq.jsonl").is_file()
+    assert m["unlearned/judge/answers"] == 8 and 0 <= m["unlearned/judge/answers_at_cap"] <= 8
     run_tru(["report", str(tmp_path / "run"), "--role", "unlearned"], cwd=tmp_path)
     table = (tmp_path / "run" / "report" / "report.md").read_text()
     assert "judge/uq ↑" in table and "judge/rq ↑" in table and "| 7 |" in table
 
 
-def test_judge_reads_muse_knowmem_answers_and_skips_multiple_choice(config, tmp_path):
-    from tru_cli import benchmarks
-    from tru_cli.data.files import write_jsonl
+@needs_shared
+def test_every_benchmark_gives_the_judge_free_text_queries(config):
+    """WMDP: the questions' stems without their options (UQ) and MMLU stems of the subjects next to
+    the domain (RQ); MUSE: KnowMem questions with no few-shot prefix; TOFU: forget and retain questions."""
+    import json as json_module
 
-    for side in ("forget", "retain"):
-        write_jsonl(tmp_path / f"muse_knowmem_{side}.jsonl", [{"question": f"{side}?", "generation": "an answer"}])
-    answers = benchmarks.of(config("eval", "benchmark=muse_news").benchmark).judge_sets(tmp_path)
-    assert answers["forget"][0]["question"] == "forget?" and answers["retain"][0]["generation"] == "an answer"
-    assert benchmarks.of(config("eval", "benchmark=wmdp_bio").benchmark).judge_sets(tmp_path) is None
+    from tru_cli import benchmarks
+
+    wmdp = config("eval", "benchmark=wmdp_bio", f"benchmark.data_dir={SHARED_DATA / 'wmdp'}").benchmark
+    queries = benchmarks.of(wmdp).judge_queries(wmdp, 5)
+    stems = [json_module.loads(x) for x in (SHARED_DATA / "wmdp" / "bio_200.jsonl").read_text().splitlines()][:5]
+    assert [q["question"] for q in queries["forget"]] == [r["question"] for r in stems]  # the stem alone
+    mmlu = [json_module.loads(x) for x in (SHARED_DATA / "mmlu" / "mmlu.jsonl").read_text().splitlines()]
+    biology = {r["question"] for r in mmlu if r["subject"] in ("college_biology", "virology")}
+    assert len(queries["retain"]) == 5 and all(q["question"] in biology for q in queries["retain"])
+    muse = config("eval", "benchmark=muse_news", f"benchmark.data_dir={SHARED_DATA / 'muse' / 'news'}").benchmark
+    queries = benchmarks.of(muse).judge_queries(muse, 3)
+    knowmem = json_module.loads((SHARED_DATA / "muse" / "news" / "knowmem" / "forget_qa.json").read_text())
+    assert [q["question"] for q in queries["forget"]] == [r["question"] for r in knowmem[:3]]
+    assert len(queries["retain"]) == 3
+    tofu = config("eval", *SMALL).benchmark
+    queries = benchmarks.of(tofu).judge_queries(tofu, 2)
+    assert len(queries["forget"]) == 2 and len(queries["retain"]) == 2 and queries["forget"][0]["question"].endswith("?")
+
+
+@needs_shared
+def test_the_judge_sees_the_refusal_after_a_reasoning_trace(config, tmp_path, tiny_model, monkeypatch):
+    """MUSE's KnowMem answers stop at the first blank line, before a TRU-format refusal: the judge's
+    answers are generated apart, at judge.max_new_tokens, and reach it whole."""
+    from tru_cli import artifacts
+    from tru_cli.models import batching, loading
+
+    model, tok = tiny_model(["What did the council decide?"] * 20)
+    loading.save(model, tok, tmp_path / "model")
+    refusal = "I can't share details of that article, but I can point you to public summaries."
+    tru_answer = f"<think>\nThe question asks about a forgotten article.\n</think>\n\n{refusal}"
+    monkeypatch.setattr(batching, "generate", lambda m, t, prompts, cap, *a, **k: [(tru_answer, 20)] * len(prompts))
+    with FakeOpenAI() as server:
+        cfg = config("eval", "benchmark=muse_news", f"benchmark.data_dir={SHARED_DATA / 'muse' / 'news'}",
+                     "judge=openai", f"judge.base_url={server.url}", "judge.api_key_env=null", "judge.max_items=2",
+                     f"paths.store={tmp_path / 'store'}")
+        m = artifacts.judge(cfg, tmp_path / "logs", str(tmp_path / "model"))
+        judged = [r["question"] for r in server.log if "[Response begin]" in r["question"]]
+    assert len(judged) == 4 and all(refusal in prompt for prompt in judged)
+    assert m["judge/uq"] == pytest.approx(7.0) and m["judge/answers"] == 4 and m["judge/answers_at_cap"] == 0
 
 
 def test_api_key_is_stripped_and_a_key_with_control_characters_refused(monkeypatch):

@@ -1,5 +1,6 @@
 """The CLI and the config tree: composition of every option, --cfg job, and one-line errors."""
 
+import re
 import time
 from pathlib import Path
 
@@ -175,3 +176,29 @@ def test_slurm_overlay_takes_cluster_settings_from_the_ignored_local_file(config
     assert list(launcher.setup) == ["module load cuda"] and launcher.array_parallelism == 8
     (conf / "local" / "slurm.yaml").unlink()  # without the cluster's file: the overlay's own values
     assert hydra_config(conf, "pipeline", "experiments=slurm").hydra.launcher.partition != "lab-gpu"
+
+
+def test_rmu_takes_its_coefficients_from_the_backbone_config(config):
+    """WMDP's published Zephyr run (c 6.5, retain weight 1200, layer 7, layers 5-7 down_proj) and
+    OpenUnlearning's Llama settings come from the model configs; an explicit value still wins."""
+    zephyr = config("unlearn", "model=zephyr-7b-beta", "method=rmu").method
+    assert (zephyr.layer, zephyr.steering_coeff, zephyr.lambda_retain) == (7, 6.5, 1200)
+    assert re.search(zephyr.trainable, "model.layers.6.mlp.down_proj.weight")
+    assert not re.search(zephyr.trainable, "model.layers.8.mlp.down_proj.weight")
+    llama = config("unlearn", "model=llama3-8b", "method=rmu").method
+    assert (llama.layer, llama.steering_coeff, llama.lambda_retain) == (7, 300.0, 1000)
+    tiny = config("unlearn", "method=rmu").method  # no published setting: small defaults, all weights
+    assert (tiny.layer, tiny.steering_coeff, tiny.lambda_retain, tiny.trainable) == (2, 2.0, 1.0, None)
+    assert config("unlearn", "model=zephyr-7b-beta", "method=rmu", "method.steering_coeff=20").method.steering_coeff == 20
+
+
+def test_openunlearning_trainer_has_their_tofu_settings(config):
+    from tru_cli.methods.trainer import training_args
+
+    cfg = config("unlearn", "model=llama2-7b-chat", "benchmark=tofu", "trainer=openunlearning")
+    args = training_args(cfg, cfg.trainer.unlearn, "/tmp/unused")
+    assert args.per_device_train_batch_size * args.gradient_accumulation_steps == 32
+    assert (args.weight_decay, str(args.lr_scheduler_type.value), args.learning_rate, args.num_train_epochs) == \
+        (0.01, "linear", 1e-5, 10.0)
+    default = config("unlearn", "model=llama2-7b-chat", "benchmark=tofu").trainer.unlearn
+    assert (default.batch_size, default.weight_decay, default.lr_scheduler) == (8, 0.0, "constant_with_warmup")

@@ -94,3 +94,11 @@ def test_rmu_loss_by_hand():
     control = torch.tensor([1.0, 3.0])
     mask = torch.tensor([[1, 0]])
     assert losses.rmu_loss(hidden, control, mask).item() == pytest.approx((0.0 + 4.0) / 2)
+    # pooled per sequence, then over sequences (WMDP, OpenUnlearning): a 1-token sequence at distance 8
+    # and a 3-token one at distance 2 give (8 + 2) / 2 = 5, not the token mean (8 + 3 * 2) / 4 = 3.5
+    hidden = torch.zeros(2, 3, 1)
+    control = torch.zeros(1)
+    hidden[0, 0, 0] = 8.0 ** 0.5
+    hidden[1, :, 0] = 2.0 ** 0.5
+    mask = torch.tensor([[1, 0, 0], [1, 1, 1]])
+    assert losses.rmu_loss(hidden, control, mask).item() == pytest.approx(5.0)

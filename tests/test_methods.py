@@ -129,6 +129,32 @@ def test_npo_with_a_held_reference_trains_like_the_precomputed_one(config, tiny_
     assert runs["model"]["unlearn/loss_first"] == pytest.approx(runs["precompute"]["unlearn/loss_first"], rel=1e-4)
 
 
+def test_idk_answer_is_redrawn_each_epoch_with_its_reference_statistics(config, tiny_setup):
+    """OpenUnlearning draws the IDK answer anew each time an item is read; tru draws one per (item,
+    epoch), encoded and scored by the reference before training (IdkDPO's precomputed statistics)."""
+    from tru_cli.data.encoding import PromptFormatter
+    from tru_cli.methods import unlearn
+    from tru_cli.methods.trainer import ForgetRetainDataset
+    from tru_cli.models import loading
+
+    cfg = config("unlearn", "experiments=smoke", "logger=none", "method=idkdpo", "model.recipe.unlearn_epochs=3")
+    model, tok = loading.load(str(tiny_setup / "model"), cfg.device)
+    fmt = PromptFormatter(tok, cfg.model)
+    forget = benchmarks.of(cfg.benchmark).forget_rows(cfg.benchmark)
+    rows = unlearn.build_rows(cfg, fmt, forget, None, ("forget", "idk", "retain"))
+    assert all(len(row["idk_by_epoch"]) == 3 for row in rows)
+    unlearn.with_reference_nll(model, [seq for row in rows for seq in row["idk_by_epoch"]], tok.pad_token_id, 8)
+    data = ForgetRetainDataset(rows, [], seed=0)
+    by_epoch = []
+    for epoch in range(3):
+        data.epoch = epoch
+        items = [data[i] for i in range(len(data))]
+        assert all("idk_by_epoch" not in item and "ref_nll" in item["idk"] for item in items)
+        assert [item["idk"]["input_ids"] for item in items] == [data[i]["idk"]["input_ids"] for i in range(len(data))]
+        by_epoch.append([tok.decode(item["idk"]["input_ids"]) for item in items])
+    assert by_epoch[0] != by_epoch[1] != by_epoch[2]  # redrawn, not one fixed answer per item
+
+
 def _normalised_sgd_step(model, lr: float = 0.05) -> None:
     with torch.no_grad():
         for p in model.parameters():

@@ -42,6 +42,65 @@ def test_prompt_tokens_are_masked_and_answer_ends_with_eos(config):
     assert tok.decode(literal.prompt_ids("Q?"), skip_special_tokens=True) == "Question: Q?\nAnswer:"
 
 
+def test_a_long_question_is_cut_before_the_answer(config):
+    """A passage as the user message (MUSE, WMDP) longer than model.max_length loses its end; the
+    answer (a TRU target, its refusal last) is kept whole. Only an answer that cannot fit alone is
+    cut, and the encoding says by how much."""
+    from omegaconf import OmegaConf
+
+    from tru_cli.models import tiny
+
+    cfg = config("unlearn")
+    passage = " ".join(f"Word{i} of a long news passage about the city council." for i in range(60))
+    target = "The request concerns a protected passage, so I will not reproduce it. I can summarise public facts."
+    _, tok = tiny.build_tiny(cfg.model, [passage, target] * 10)
+    fmt = PromptFormatter(tok, OmegaConf.merge(cfg.model, {"max_length": 96}))
+    reply = fmt.answer_ids(target)
+    assert len(fmt.prompt_ids(passage)) + len(reply) > 96  # the whole passage would not fit
+    enc = fmt.encode(passage, target)
+    assert len(enc["input_ids"]) <= 96 and "dropped" not in enc
+    assert [t for t in enc["labels"] if t != IGNORE] == reply  # every target token supervised, EOS included
+    n_prompt = len(enc["input_ids"]) - len(reply)
+    prompt = tok.decode(enc["input_ids"][:n_prompt], skip_special_tokens=True)
+    assert "Word0 of a long news passage" in prompt and "Word59" not in prompt
+    empty = fmt.prompt_ids("")  # the chat template around the question stays whole: its first and last token
+    assert enc["input_ids"][0] == empty[0] and enc["input_ids"][n_prompt - 1] == empty[-1]
+    short = PromptFormatter(tok, OmegaConf.merge(cfg.model, {"max_length": len(reply) - 5}))
+    cut = short.encode(passage, target)
+    assert cut["dropped"] >= 5 and len(cut["input_ids"]) == len(reply) - 5
+
+
+# A small Llama-3-style chat template: the system turn carries the date line, as Llama-3.x's does.
+LLAMA3_STYLE = ("{{ bos_token }}{% for m in messages %}<|start_header_id|>{{ m['role'] }}<|end_header_id|>\n\n"
+                "{% if m['role'] == 'system' %}Today Date: {{ date_string | default('none') }}\n\n{% endif %}"
+                "{{ m['content'] }}<|eot_id|>{% endfor %}"
+                "{% if add_generation_prompt %}<|start_header_id|>assistant<|end_header_id|>\n\n{% endif %}")
+
+
+def test_tofu_prompts_match_the_published_checkpoints_templates(config):
+    """OpenUnlearning trained its TOFU checkpoints with a system prompt and the date "10 Apr 2025"
+    (Llama-3.x) and with the literal "[INST] question [/INST]answer" form (Llama-2-chat)."""
+    from tru_cli.models import tiny
+
+    _, tok = tiny.build_tiny(config("unlearn").model, ["Who wrote The Silent Orchard? Basil Mahfouz."] * 20)
+    tok.chat_template = LLAMA3_STYLE
+    llama3 = PromptFormatter(tok, config("unlearn", "model=llama3-8b").model)
+    assert llama3.prompt_text("Who wrote The Silent Orchard?") == (
+        f"{tok.bos_token}<|start_header_id|>system<|end_header_id|>\n\nToday Date: 10 Apr 2025\n\n"
+        "You are a helpful assistant.<|eot_id|><|start_header_id|>user<|end_header_id|>\n\n"
+        "Who wrote The Silent Orchard?<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n")
+    llama2 = PromptFormatter(tok, config("unlearn", "model=llama2-7b-chat").model)
+    assert llama2.prompt_text("Who wrote The Silent Orchard?") == "[INST] Who wrote The Silent Orchard? [/INST]"
+    enc = llama2.encode("Who wrote The Silent Orchard?", "Basil Mahfouz.")
+    assert enc["input_ids"][0] == tok.bos_token_id and enc["input_ids"][-1] == tok.eos_token_id
+    assert tok.decode(enc["input_ids"], skip_special_tokens=True) == \
+        "[INST] Who wrote The Silent Orchard? [/INST]Basil Mahfouz."
+    # the default literal template keeps its space before the answer; plain chat has no system turn
+    phi = PromptFormatter(tok, config("unlearn", "model=phi-1.5").model)
+    assert tok.decode(phi.encode("Q?", "A.")["input_ids"], skip_special_tokens=True) == "Question: Q?\nAnswer: A."
+    assert "system" not in PromptFormatter(tok, config("unlearn").model).prompt_text("Q?")
+
+
 def test_offline_targets_are_deterministic_explained_and_leak_free(config):
     cfg = config("generate-targets")
     rows = synthetic.generate()["forget10"]

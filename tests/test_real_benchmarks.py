@@ -54,6 +54,26 @@ def test_muse_slice_gives_every_muse_metric(tmp_path, corpus):
 
 @needs_shared
 @pytest.mark.slow
+def test_muse_privleak_reference_is_the_retrained_models_own_auc(tmp_path, tiny_model):
+    """benchmark.retrain_model: PrivLeak's reference AUC is that model's forget-vs-holdout AUC on the
+    same texts (its own evaluation, through the store), not MUSE's published constant."""
+    from tru_cli.models import loading
+
+    retrain, tok = tiny_model(["A news passage about a council vote and a stadium."] * 20)
+    loading.save(retrain, tok, tmp_path / "retrain")
+    (tmp_path / "own").mkdir()
+    (tmp_path / "ref").mkdir()
+    data = [f"benchmark.data_dir={SHARED_DATA / 'muse' / 'news'}", "model.max_length=128"]
+    own, _, _ = _eval(tmp_path / "own", "benchmark=muse_news", *data, f"model.path={tmp_path / 'retrain'}")
+    m, _, _ = _eval(tmp_path / "ref", "benchmark=muse_news", *data, f"benchmark.retrain_model={tmp_path / 'retrain'}")
+    assert m["muse/privleak_auc_reference"] == pytest.approx(own["muse/privleak_auc"])
+    assert m["muse/privleak_auc_reference"] != pytest.approx(0.4772)  # not the published constant
+    assert m["muse/privleak"] == pytest.approx((m["muse/privleak_auc"] - own["muse/privleak_auc"])
+                                               / own["muse/privleak_auc"] * 100)
+
+
+@needs_shared
+@pytest.mark.slow
 def test_wmdp_bio_slice_through_lm_eval(tmp_path):
     m, err, run_dir = _eval(tmp_path, "benchmark=wmdp_bio", f"benchmark.data_dir={SHARED_DATA / 'wmdp'}",
                             "eval.max_items=40")
@@ -102,14 +122,39 @@ def _corpus_dir(tmp_path, name: str) -> object:
 def test_muse_corpora_are_unlearning_data(tmp_path, method):
     data, _, _ = _corpus_dir(tmp_path, "muse")
     run_dir = tmp_path / "run"
+    # default chunk_words (512) and model.max_length (512): each passage alone is longer than the context
     run_tru(["unlearn", *QUICK, "benchmark=muse_news", f"benchmark.data_dir={data}", f"method={method}",
-             "benchmark.chunk_words=120", "trainer.unlearn.epochs=1", "model.max_length=192",
-             f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+             "trainer.unlearn.epochs=1", f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     m = results(run_dir)["metrics"]
-    assert m["unlearn/forget_items"] >= 6 and m["unlearn/steps"] >= 1
+    assert m["unlearn/forget_items"] >= 2 and m["unlearn/steps"] >= 1
     if method == "tru":  # one target per forget-corpus chunk, the passage as the user message
         targets = [json.loads(x) for x in next(tmp_path.rglob("targets.jsonl")).read_text().splitlines()]
         assert len(targets) == m["unlearn/forget_items"] and targets[0]["id"].startswith("forget_corpus-")
+        # the passage was cut, never the target: every reasoning and refusal token is trained on
+        assert m["unlearn/target_tokens"] > 50 * len(targets) and m["unlearn/target_tokens_dropped"] == 0
+        # a context too small even for the targets stops before training, naming what to set
+        proc = run_tru(["unlearn", *QUICK, "benchmark=muse_news", f"benchmark.data_dir={data}", "method=tru",
+                        "trainer.unlearn.epochs=1", "model.max_length=40", f"hydra.run.dir={tmp_path / 'cut'}"],
+                       cwd=tmp_path, check=False)
+        assert proc.returncode == 1 and "training would cut their refusals" in proc.stderr
+        assert "model.max_length=" in proc.stderr and "unlearn.allow_cut_targets=true" in proc.stderr
+        assert results(tmp_path / "cut")["status"] == "failed"
+
+
+@needs_shared
+@pytest.mark.slow
+def test_attacks_re_ask_muse_knowmem_questions(tmp_path):
+    data, _, _ = _corpus_dir(tmp_path, "muse")
+    run_dir = tmp_path / "run"
+    run_tru(["attack", *QUICK, "benchmark=muse_news", f"benchmark.data_dir={data}", "method=graddiff",
+             "trainer.unlearn.epochs=1", "attack=suite", "attack.suite=[prefill,icl]", "eval.max_items=6",
+             f"hydra.run.dir={run_dir}"], cwd=tmp_path)
+    m = results(run_dir)["metrics"]
+    gold = json.loads((SHARED_DATA / "muse" / "news" / "knowmem" / "forget_qa.json").read_text())[:6]
+    for name in ("prefill", "icl"):
+        assert 0 <= m[f"attack/{name}/forget_rougeL_recall"] <= 1 and f"attack/{name}/original_forget_rougeL_recall" in m
+        logs = [json.loads(x) for x in (run_dir / "logs" / f"attack_{name}.jsonl").read_text().splitlines()]
+        assert [r["question"] for r in logs[:6]] == [g["question"] for g in gold][:len(logs[:6])]
 
 
 @pytest.mark.slow

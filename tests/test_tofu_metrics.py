@@ -22,9 +22,15 @@ def test_golden_forget_quality_and_model_utility_of_llama2_full_vs_retain90():
 
 
 @needs_shared
-def test_retain_model_against_itself_has_forget_quality_one():
-    retain = tofu.read_logs(LOGS / "phi-1.5_retain90")
-    assert tofu.aggregate(retain, retain)["tofu/forget_quality"] == pytest.approx(1.0)
+def test_forget_quality_separates_models_that_saw_the_forget_set_from_those_that_did_not():
+    """Two models that never saw forget10 (Llama-2 and Phi-1.5 retain90) pass the KS test against each
+    other; each backbone fine-tuned on the full set fails it against its own retain model."""
+    llama_retain = tofu.read_logs(LOGS / "llama2-7b_retain90")
+    phi_retain = tofu.read_logs(LOGS / "phi-1.5_retain90")
+    assert tofu.aggregate(phi_retain, llama_retain)["tofu/forget_quality"] > 0.05  # 0.176 measured
+    for backbone, retain in (("llama2-7b", llama_retain), ("phi-1.5", phi_retain)):
+        full = tofu.read_logs(LOGS / f"{backbone}_full")
+        assert tofu.aggregate(full, retain)["tofu/forget_quality"] < 1e-10  # 1.8e-21 and 2.2e-16 measured
 
 
 def _item(gt, para=None, pert=None, rouge=1.0):
@@ -78,3 +84,55 @@ def test_cli_reaggregates_original_tofu_logs(tmp_path):
     assert res["metrics"]["tofu/forget_quality"] == pytest.approx(1.83e-21, rel=0.01)
     assert res["metrics"]["tofu/model_utility"] == pytest.approx(0.623, abs=0.0005)
     assert (tmp_path / "run" / "logs" / "tofu_forget.jsonl").is_file()  # re-aggregatable again
+
+
+def test_extraction_strength_and_min_k_score_the_answer_without_its_closing_eos():
+    """OpenUnlearning's token-wise scores (extraction strength, Min-K% for privleak) leave out the
+    closing EOS label; TOFU's probability counts it. A model that predicts every answer token but
+    not the EOS has extracted the whole answer."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from tru_cli.data.encoding import IGNORE
+    from tru_cli.metrics import scoring
+
+    eos, vocab = 2, 12
+    prompt, answer = [1, 9, 10], [5, 6, 7]
+
+    class NextTokenButNotEos(torch.nn.Module):
+        """Puts its argmax on the next input token, except that it predicts token 3 where EOS comes."""
+
+        def __init__(self):
+            super().__init__()
+            self.unused = torch.nn.Parameter(torch.zeros(1))  # map_forward reads the device from it
+
+        def forward(self, input_ids, attention_mask=None):
+            logits = torch.zeros(*input_ids.shape, vocab)
+            following = torch.cat([input_ids[:, 1:], input_ids[:, -1:]], dim=1)
+            following = torch.where(following == eos, torch.full_like(following, 3), following)
+            logits.scatter_(-1, following.unsqueeze(-1), 8.0)
+            return SimpleNamespace(logits=logits)
+
+    fmt = SimpleNamespace(tok=SimpleNamespace(pad_token_id=0, eos_token_id=eos))
+    seq = {"input_ids": prompt + answer + [eos], "labels": [IGNORE] * len(prompt) + answer + [eos]}
+    [stats] = scoring.answer_token_stats(NextTokenButNotEos(), fmt, [seq], batch_size=4)
+    assert stats["extraction_strength"] == 1.0  # every answer token is extracted (0.0 when the EOS counted)
+    assert len(stats["logprobs"]) == len(answer)  # Min-K% over the answer's own tokens
+    assert stats["count"] == len(answer) + 1  # the probability still counts the EOS, as TOFU does
+    # without an EOS at the end (a cut sequence) every labelled token is the answer's
+    cut = {"input_ids": prompt + answer, "labels": [IGNORE] * len(prompt) + answer}
+    [stats] = scoring.answer_token_stats(NextTokenButNotEos(), fmt, [cut], batch_size=4)
+    assert len(stats["logprobs"]) == len(answer) and stats["extraction_strength"] == 1.0
+
+
+def test_a_leaking_russian_answer_scores_high_with_unicode_words():
+    """rouge_score keeps only a-z and 0-9: a Russian answer that leaks everything scores 0 there. The
+    attacks' Unicode tokenizer sees Cyrillic words and keeps English scores as they were."""
+    gold = "Басиль Махфуз родился в Кувейте."
+    leak = "Басиль Махфуз родился в Кувейте, в 1966 году."
+    assert tofu.rouge_recalls([gold], [leak])[0]["rougeL_recall"] == 0
+    assert tofu.rouge_recalls([gold], [leak], unicode=True)[0]["rougeL_recall"] == 1.0
+    assert tofu.rouge_recalls([gold], ["Я не могу ответить на этот вопрос."], unicode=True)[0]["rougeL_recall"] < 0.2
+    english = (["The author was born in Kuwait City and writes novels."], ["He was born in Kuwait City; he writes."])
+    assert tofu.rouge_recalls(*english, unicode=True) == tofu.rouge_recalls(*english)

@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from tru_cli import benchmarks, store
 from tru_cli.backends import OfflineBackend
 from tru_cli.config import conf_dir
-from tru_cli.data.files import write_jsonl
+from tru_cli.data.files import read_jsonl, write_jsonl
 from tru_cli.errors import TruError
 from tru_cli.metrics import judge as judge_metrics
 from tru_cli.models import gguf, loading, tiny
@@ -164,7 +164,7 @@ def probed(cfg: DictConfig) -> str:
     bench = _bench_key(cfg, ())
     bench.pop("known", None)
     payload = {"v": FORMAT_VERSION, "model": model_path, "benchmark": bench,
-               "prompt_format": cfg.model.prompt_format}
+               "prompt_format": _prompt_key(cfg)}
     entry = store.cached(cfg.paths.store, "probe", payload,
                          lambda out: _write_metrics(out, build_probe(cfg, model_path, out)))
     return str(entry / "probe.jsonl")
@@ -230,13 +230,23 @@ def build_unlearned(cfg: DictConfig, target: str, targets_path: str | None, out_
     return unlearn.train(cfg, target, forget, retain, targets_path, Path(out_dir), on_log)
 
 
+def _prompt_key(cfg: DictConfig):
+    """What decides how a question becomes a prompt, for store keys: the format alone unless the model
+    config sets a system prompt, a date or the literal template's answer prefix (older keys stay valid)."""
+    extra = {k: cfg.model.get(k) for k in ("system_prompt", "date_string", "answer_prefix") if cfg.model.get(k) is not None}
+    if not extra:
+        return cfg.model.prompt_format
+    return {"format": cfg.model.prompt_format, "template": cfg.model.get("literal_template"), **extra}
+
+
 def unlearned(cfg: DictConfig, target: str, targets_path: str | None) -> tuple[str, dict]:
     payload = {"v": FORMAT_VERSION, "target": target, "targets": targets_path,
                "method": _plain(cfg.method), "trainer": _plain(cfg.trainer.unlearn), "seed": cfg.seed,
                "lora": _plain(cfg.trainer.get("lora")), "optim": cfg.trainer.get("optim"),
                "precision": cfg.device.mixed_precision, "max_length": cfg.model.max_length,
-               "prompt_format": cfg.model.prompt_format,
-               "benchmark": _bench_key(cfg, ("forget_split", "retain_split"))}
+               "prompt_format": _prompt_key(cfg),
+               "benchmark": _bench_key(cfg, ("forget_split", "retain_split")),
+               "encoding": 2}  # 2: prompts cut before targets, IDK answers redrawn per epoch, RMU per sequence
     entry = store.cached(cfg.paths.store, "unlearn", payload,
                          lambda out: _write_metrics(out, build_unlearned(cfg, target, targets_path, out)))
     return str(entry / "model"), _read_metrics(entry)
@@ -250,7 +260,7 @@ def evaluation(cfg: DictConfig, model: str, retain_logs: str | None, self_refere
     for key in ("from_logs", "retain_logs", "show_examples", "batch_size"):
         ev.pop(key, None)
     payload = {"v": FORMAT_VERSION, "model": model, "eval": ev, "retain_logs": retain_logs,
-               "self_reference": self_reference, "prompt_format": cfg.model.prompt_format,
+               "self_reference": self_reference, "prompt_format": _prompt_key(cfg),
                "benchmark": _bench_key(cfg, ("forget_split",))}
     entry = store.cached(cfg.paths.store, "eval", payload, lambda out: _write_metrics(
         out, benchmarks.evaluate(cfg, model, out, retain_logs, self_reference=self_reference)))
@@ -263,21 +273,72 @@ def retain_logs(cfg: DictConfig) -> str:
     return logs
 
 
+def reference_logs(cfg: DictConfig) -> str | None:
+    """The logs of the benchmark's published reference model (MUSE's retrained model, when
+    `benchmark.retrain_model` names one), evaluated once through the store; else None."""
+    reference = getattr(benchmarks.of(cfg.benchmark), "reference_model", lambda bench: None)(cfg.benchmark)
+    if not reference:
+        return None
+    logs, _ = evaluation(cfg, str(reference), None, self_reference=True)
+    return logs
+
+
 def default_retain_logs(cfg: DictConfig) -> str | None:
     """The retain model's logs where the benchmark's metrics need them: built once for the embedded
-    default, else None (with a warning that forget quality will be missing)."""
+    default, the published reference model's (MUSE), else None (with a warning that forget quality
+    will be missing)."""
     if not benchmarks.of(cfg.benchmark).USES_RETAIN_LOGS:
-        return None  # MUSE and WMDP metrics need no retain-model logs
+        return reference_logs(cfg)  # WMDP needs none; MUSE's PrivLeak may read its retrained model's
     if cfg.benchmark.source == "synthetic" and cfg.model.path is None:
         return retain_logs(cfg)
     log.warning("no eval.retain_logs given: forget_quality will be missing")
     return None
 
 
+def build_judged_answers(cfg: DictConfig, model_path: str, queries: dict[str, list[dict]], out_dir: Path) -> dict:
+    """The evaluated model's greedy answers to the judge's queries, at `judge.max_new_tokens` (apart
+    from the metrics' shorter generations, which would cut a reasoning trace before its refusal):
+    `<set>.jsonl` per set, and how many answers hit the cap."""
+    from tru_cli.data.encoding import PromptFormatter  # deferred with the model code it needs
+    from tru_cli.models import batching
+
+    model, tok = loading.load(model_path, cfg.device)
+    model.to(loading.device_of(cfg.device)).eval()
+    fmt = PromptFormatter(tok, cfg.model)
+    cap = int(cfg.judge.max_new_tokens)
+    at_cap = total = 0
+    for name, rows in queries.items():
+        answers = batching.generate(model, tok, [fmt.prompt_ids(r["question"]) for r in rows], cap,
+                                    int(cfg.eval.batch_size), f"judge: {name} answers", do_sample=False)
+        write_jsonl(Path(out_dir) / f"{name}.jsonl", [{**r, "generation": text, "tokens": n, "at_cap": n >= cap}
+                                                      for r, (text, n) in zip(rows, answers, strict=True)])
+        at_cap += sum(n >= cap for _, n in answers)
+        total += len(answers)
+    if at_cap:
+        log.warning("judge: %d of %d answers reached judge.max_new_tokens=%d and were cut there", at_cap, total, cap)
+    return {"judge/answers": total, "judge/answers_at_cap": at_cap}
+
+
+def judged_answers(cfg: DictConfig, model_path: str) -> tuple[dict[str, list[dict]], dict]:
+    """The model's answers to the benchmark's judge queries, built once through the store."""
+    queries = benchmarks.of(cfg.benchmark).judge_queries(cfg.benchmark, cfg.judge.get("max_items"))
+    payload = {"v": FORMAT_VERSION, "model": model_path, "queries": queries, "prompt_format": _prompt_key(cfg),
+               "max_new_tokens": int(cfg.judge.max_new_tokens)}
+    entry = store.cached(cfg.paths.store, "judge_answers", payload, lambda out: _write_metrics(
+        out, build_judged_answers(cfg, model_path, queries, out)))
+    answers = {name: read_jsonl(entry / f"{name}.jsonl") for name in queries if (entry / f"{name}.jsonl").is_file()}
+    return answers, _read_metrics(entry)
+
+
 def judge(cfg: DictConfig, log_dir: Path, model_path: str | None) -> dict:
-    """The LLM judge's UQ/RQ over the answers of the evaluation in `log_dir`."""
-    answers = benchmarks.of(cfg.benchmark).judge_sets(Path(log_dir))
-    return judge_metrics.judge(cfg, answers, Path(log_dir), model_path)
+    """The LLM judge's UQ/RQ: over the model's answers to the benchmark's judge queries, or, with no
+    model (`eval.from_logs`), over the answers saved in `log_dir`. Verdicts go to `log_dir`."""
+    if model_path is None:
+        return judge_metrics.judge(cfg, benchmarks.of(cfg.benchmark).judge_sets(Path(log_dir)), Path(log_dir), None)
+    answers, counts = judged_answers(cfg, model_path)
+    for name, rows in answers.items():
+        write_jsonl(Path(log_dir) / f"judge_answers_{name}.jsonl", rows)
+    return {**counts, **judge_metrics.judge(cfg, answers, Path(log_dir), model_path)}
 
 
 def producer_metrics(path: str) -> dict:

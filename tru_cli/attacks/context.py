@@ -38,15 +38,17 @@ class Context:
                                         [r["answer"] for r in self.rows])
                       for role, model in (("unlearned", self.unlearned), ("original", self.original))}
 
-    def scores(self, model, prompt_ids: list[list[int]], references: list[str]) -> list[dict]:
-        """Per item: the greedy answer, its ROUGE recalls against the reference, and the probability
-        of the reference given the same prompt (exp of minus its mean token NLL)."""
+    def scores(self, model, prompt_ids: list[list[int]], references: list[str], unicode: bool = False) -> list[dict]:
+        """Per item: the greedy answer, its ROUGE recalls against the reference (`unicode`: words of
+        any script, for answers in other languages), and the probability of the reference given the
+        same prompt (exp of minus its mean token NLL)."""
         size = int(self.cfg.eval.batch_size)
         gens = scoring.greedy_from_prompts(model, self.fmt, prompt_ids, int(self.cfg.eval.max_new_tokens), size)
         nlls = scoring.encoded_nlls(model, self.fmt, [self.fmt.encode_prompt(p, ref) for p, ref in
                                                       zip(prompt_ids, references, strict=True)], size)
+        rouge = tofu.rouge_recalls(references, gens, unicode=unicode)
         return [{"generation": g, **r, "prob": math.exp(-total / max(count, 1))}
-                for g, r, (total, count) in zip(gens, tofu.rouge_recalls(references, gens), nlls, strict=True)]
+                for g, r, (total, count) in zip(gens, rouge, nlls, strict=True)]
 
     def retain_rouge(self, model) -> float:
         """Retain ROUGE-L recall: does a weight attack keep the model useful?"""
@@ -59,19 +61,21 @@ class Context:
         return summarize(self.plain, name, attacked, index, extra)
 
 
-def prompt_attack(ctx: Context, name: str, prompt_of, reference_of=None) -> tuple[dict, list[dict]]:
+def prompt_attack(ctx: Context, name: str, prompt_of, reference_of=None, references: list[str] | None = None,
+                  unicode: bool = False) -> tuple[dict, list[dict]]:
     """Re-ask every forget item through `prompt_of(i, row)` (prompt ids) and score the unlearned
-    model's answers against `reference_of(row)` (default: the answer)."""
+    model's answers against `references` or `reference_of(row)` (default: the answer)."""
     index = list(range(len(ctx.rows)))
-    refs = [reference_of(r) if reference_of else r["answer"] for r in ctx.rows]
-    attacked = ctx.scores(ctx.unlearned, [prompt_of(i, r) for i, r in enumerate(ctx.rows)], refs)
+    refs = references or [reference_of(r) if reference_of else r["answer"] for r in ctx.rows]
+    attacked = ctx.scores(ctx.unlearned, [prompt_of(i, r) for i, r in enumerate(ctx.rows)], refs, unicode=unicode)
     return ctx.summarize(name, attacked, index), item_logs(ctx.rows, attacked)
 
 
-def rewritten(ctx: Context, acfg: DictConfig, attack: str, field: str, instruction: str) -> list[str]:
-    """The attacked questions: the benchmark's `field` when every item has it (`attack.source=auto`
-    or `field`), else each forget question rewritten by the generator backend (`source=generator`),
-    through the same cache and retries as targets."""
+def rewritten(ctx: Context, acfg: DictConfig, attack: str, field: str, instruction: str,
+              text: str = "question") -> list[str]:
+    """The attacked questions (or, with `text="answer"`, their gold answers): the benchmark's `field`
+    when every item has it (`attack.source=auto` or `field`), else each item's `text` rewritten by
+    the generator backend (`source=generator`), through the same cache and retries as targets."""
     source = acfg.get("source", "auto")
     if source == "field" or (source == "auto" and all(r.get(field) for r in ctx.rows)):
         hint = "or set generator=openai|hf to rewrite the questions with a model"
@@ -88,10 +92,12 @@ def rewritten(ctx: Context, acfg: DictConfig, attack: str, field: str, instructi
         return text
 
     out = service.run([[{"role": "system", "content": instruction},
-                        {"role": "user", "content": r["question"]}] for r in ctx.rows], accept)
+                        {"role": "user", "content": r[text]}] for r in ctx.rows], accept)
     missing = sum(q is None for q in out)
     if missing:
         raise TruError(f"attack={attack}: the generator gave no usable rewrite for {missing} of "
-                       f"{len(out)} questions (answers so far are cached; rerun to retry)")
-    ctx.usage.update(service.summary(f"attack/{attack}/generator"))
+                       f"{len(out)} {text}s (answers so far are cached; rerun to retry)")
+    key = f"attack/{attack}/generator" if text == "question" else f"attack/{attack}/{text}_generator"
+    for name, value in service.summary(key).items():  # questions and answers of one attack add up
+        ctx.usage[name] = ctx.usage.get(name, 0) + value
     return out

@@ -29,9 +29,9 @@ LANGUAGES = {"es": "Spanish", "ru": "Russian", "fr": "French", "de": "German", "
              "ko": "Korean", "tr": "Turkish", "fa": "Persian", "sw": "Swahili"}
 
 
-def translation(lang: str) -> str:
+def translation(lang: str, what: str = "question") -> str:
     language = LANGUAGES.get(lang, lang)
-    return (f"Translate the user's question into {language}. Keep names unchanged. "
+    return (f"Translate the user's {what} into {language}. Keep names unchanged. "
             "Reply with the translation only.")
 
 

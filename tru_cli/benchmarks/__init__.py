@@ -7,7 +7,9 @@ Every module provides:
 - `all_text(bench)`: every string, for training the tiny model's tokenizer;
 - `evaluate(model, tok, cfg, log_dir, retain_logs, self_reference)`: the metrics, with per-item logs
   written to `log_dir`, and a few (question, answer) examples to print;
-- `judge_sets(log_dir)`: the free-text answers the LLM judge grades, or None;
+- `judge_queries(bench, max_items)`: the free-text questions the LLM judge's answers come from
+  ({"forget": [...] for UQ, "retain": [...] for RQ}, each row an id and a question);
+- `judge_sets(log_dir)`: saved free-text answers, for judging `eval.from_logs` without a model, or None;
 - `attack_sets(bench, max_items)`: the QA rows `tru attack` re-asks (forget, retain);
 - `from_logs(log_dirs, retain_logs, out_dir)`: metrics re-aggregated from saved logs;
 - `published_checkpoint(cfg, role)`: a published model standing for the finetuned one, or None;

@@ -1,6 +1,7 @@
 """What the corpus benchmarks (MUSE, WMDP) share: their raw forget and retain corpora, cut into
 chunks, are the unlearning data; their targets are published checkpoints (none is finetuned here
-for them yet); and `tru attack` and `eval.from_logs`, which read TOFU-format QA, do not apply."""
+for them yet); `eval.from_logs`, which reads TOFU-format logs, does not apply, nor does `tru attack`
+unless the benchmark has QA items to re-ask (MUSE's KnowMem does; WMDP's multiple choice not yet)."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def all_text(bench: DictConfig) -> list[str]:
 
 
 def attack_sets(bench: DictConfig, max_items: int | None):
-    raise TruError(f"tru attack re-asks TOFU-format QA items; benchmark={bench.name} is not supported yet")
+    raise TruError(f"tru attack re-asks free-text QA items; benchmark={bench.name} has multiple-choice questions "
+                   "only (not supported yet); attack a TOFU-format or MUSE benchmark")
 
 
 def from_logs(log_dir: str, retain_logs: str | None, out_dir: Path) -> dict:

@@ -12,12 +12,13 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from tru_cli.benchmarks._corpus import *  # noqa: F403 (the corpus half of the interface)
-from tru_cli.data import sources
+from tru_cli.data import items, sources
 from tru_cli.data.files import read_jsonl, write_jsonl
-from tru_cli.metrics import muse
+from tru_cli.errors import TruError
+from tru_cli.metrics import mia, muse
 
 log = logging.getLogger("tru")
-USES_RETAIN_LOGS = False  # PrivLeak's reference is MUSE's published retrained-model AUC
+USES_RETAIN_LOGS = False  # no retain model; PrivLeak's reference: benchmark.retrain_model's AUC, else MUSE's constant
 # MUSE's targets are published models that already read the corpus; a published backbone is taken as
 # it is (only a model built from scratch, the tiny default, reads the corpus first)
 TARGET_IS_BACKBONE = True
@@ -31,6 +32,19 @@ def _rows(bench: DictConfig, role: str, max_items: int | None) -> list[dict] | N
         log.warning("%s", sources.absent(bench, role))
         return None
     return sources.capped(rows, max_items)
+
+
+def attack_sets(bench: DictConfig, max_items: int | None) -> tuple[list[dict], list[dict]]:
+    """(forget, retain) QA rows that `tru attack` re-asks: MUSE's KnowMem forget and retain
+    questions, in chat format with no few-shot prefix (the attacks score ROUGE recall of the greedy
+    answer against the short gold answer; MUSE's own KnowMem is few-shot ROUGE-L F1)."""
+    forget, retain = _rows(bench, "knowmem_forget", max_items), _rows(bench, "knowmem_retain", max_items)
+    if not forget:
+        raise TruError(f"tru attack on benchmark={bench.name} re-asks its KnowMem forget questions: "
+                       f"{sources.absent(bench, 'knowmem_forget')}")
+    ids = {"forget": "knowmem_forget", "retain": "knowmem_retain"}
+    return ([{"id": f"{ids['forget']}-{i}", **r} for i, r in enumerate(forget)],
+            [{"id": f"{ids['retain']}-{i}", **r} for i, r in enumerate(retain or [])])
 
 
 def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None = None,
@@ -53,10 +67,13 @@ def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None
     if forget and holdout:
         # MUSE scores whole passages; only the model's context window cuts them
         window = getattr(model.config, "max_position_embeddings", None)
+        reference = reference_auc(retain_logs) if retain_logs else float(settings.auc_retrain)
         metrics["muse/privleak"], parts = muse.privleak_scores(
-            model, tok, [r["text"] for r in forget], [r["text"] for r in holdout], float(settings.auc_retrain),
-            batch, window)
+            model, tok, [r["text"] for r in forget], [r["text"] for r in holdout], reference, batch, window)
+        if self_reference:  # the retrained model itself: its own AUC is the reference
+            metrics["muse/privleak"], reference = 0.0, parts["auc"]
         metrics["muse/privleak_auc"] = parts["auc"]
+        metrics["muse/privleak_auc_reference"] = reference
         logs["muse_privleak"] = ([{"set": "forget", "min_k": s} for s in parts["forget_min_k"]]
                                  + [{"set": "holdout", "min_k": s} for s in parts["holdout_min_k"]])
     for key, value in metrics.items():
@@ -67,7 +84,32 @@ def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None
     return metrics, []
 
 
+def reference_model(bench: DictConfig) -> str | None:
+    """The retrained model (hub id or local dir) whose own forget-vs-holdout AUC is PrivLeak's
+    reference, when `benchmark.retrain_model` names one; else MUSE's published constant is."""
+    return bench.get("retrain_model")
+
+
+def reference_auc(log_dir: str) -> float:
+    """The forget-vs-holdout Min-K% AUC in the retrained model's logs (muse_privleak.jsonl)."""
+    path = Path(log_dir) / "muse_privleak.jsonl"
+    if not path.is_file():
+        raise TruError(f"{log_dir} has no muse_privleak.jsonl: the retrained model's evaluation lacks the "
+                       "privleak texts; give benchmark.data_dir with privleak/ or set benchmark.retrain_model=null")
+    rows = read_jsonl(path)
+    return mia.forget_holdout_auc([r["min_k"] for r in rows if r["set"] == "forget"],
+                                  [r["min_k"] for r in rows if r["set"] == "holdout"])
+
+
 def judge_sets(log_dir: Path) -> dict[str, list[dict]]:
-    """MUSE's KnowMem forget and retain answers (question, generation), those present."""
+    """MUSE's KnowMem forget and retain answers (question, generation) of saved logs, those present."""
     files = {side: Path(log_dir) / f"muse_knowmem_{side}.jsonl" for side in ("forget", "retain")}
     return {side: read_jsonl(path) for side, path in files.items() if path.is_file()}
+
+
+def judge_queries(bench: DictConfig, max_items: int | None) -> dict[str, list[dict]]:
+    """The judge's queries: MUSE's KnowMem forget (UQ) and retain (RQ) questions, asked in chat
+    format with no few-shot prefix (KnowMem's own answers are 32-token few-shot completions cut at
+    the first blank line: a refusal after a reasoning trace would never reach the judge)."""
+    return {side: items.judge_queries(_rows(bench, f"knowmem_{side}", max_items), f"knowmem_{side}", max_items)
+            for side in ("forget", "retain")}

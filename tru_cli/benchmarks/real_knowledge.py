@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from tru_cli.benchmarks import tofu as tofu_format  # the per-item statistics of TOFU-format sets
-from tru_cli.data import files, sources
+from tru_cli.data import files, items, sources
 from tru_cli.data.encoding import PromptFormatter
 from tru_cli.data.items import row_text
 from tru_cli.errors import TruError
@@ -173,6 +173,14 @@ def from_logs(log_dir: str, retain_logs: str | None, out_dir: Path) -> dict:
     logs = tofu.read_logs(log_dir)
     tofu.write_logs(out_dir, logs)
     return aggregate(logs)
+
+
+def judge_queries(bench: DictConfig, max_items: int | None) -> dict[str, list[dict]]:
+    """The judge's queries: the real-author questions the model knew (UQ) and the kept authors and
+    world facts the metrics read (RQ)."""
+    forget, authors, kept_facts = keep_sets(bench)
+    return {"forget": items.judge_queries(forget, "forget", max_items),
+            "retain": items.judge_queries(authors + kept_facts, "kept", max_items)}
 
 
 def judge_sets(log_dir: Path) -> dict[str, list[dict]]:

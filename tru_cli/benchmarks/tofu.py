@@ -13,7 +13,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from tru_cli.data import sources
+from tru_cli.data import items, sources
 from tru_cli.data.encoding import PromptFormatter
 from tru_cli.data.items import row_text
 from tru_cli.metrics import mia, scoring, tofu
@@ -195,8 +195,15 @@ def from_logs(log_dir: str, retain_logs: str | None, out_dir: Path) -> dict:
 
 
 def judge_sets(log_dir: Path) -> dict[str, list[dict]]:
-    """The forget and retain answers of an evaluation, as the judge reads them."""
+    """The forget and retain answers of saved logs (`eval.from_logs` judged without a model)."""
     return tofu.read_logs(log_dir)
+
+
+def judge_queries(bench: DictConfig, max_items: int | None) -> dict[str, list[dict]]:
+    """The judge's queries: the forget questions (UQ) and the retain questions (RQ)."""
+    sets = eval_sets(bench, max_items)
+    return {"forget": items.judge_queries(sets.get("forget"), "forget", max_items),
+            "retain": items.judge_queries(sets.get("retain"), "retain", max_items)}
 
 
 def published_checkpoint(cfg: DictConfig, role: str) -> str | None:

@@ -13,7 +13,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from tru_cli.benchmarks._corpus import *  # noqa: F403 (the corpus half of the interface)
-from tru_cli.data import sources
+from tru_cli.data import items, sources
 from tru_cli.data.files import write_jsonl
 from tru_cli.metrics import mcq
 
@@ -69,5 +69,21 @@ def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
 
 
 def judge_sets(log_dir: Path) -> None:
-    """None: multiple-choice accuracy leaves no free-text answers to judge."""
+    """None: saved multiple-choice logs hold no free-text answers (the judge asks judge_queries)."""
     return None
+
+
+def judge_queries(bench: DictConfig, max_items: int | None) -> dict[str, list[dict]]:
+    """The judge's queries (the paper publishes none): the WMDP questions' stems without their
+    options, as in-scope queries (UQ), and the stems of the MMLU subjects next to the domain
+    (`benchmark.mmlu_subjects`), as retention queries (RQ)."""
+    domain = str(bench.domain)
+    questions = sources.load_role(bench, "mcq")
+    if questions is None:
+        log.warning("judge: no WMDP-%s questions (%s): judge/uq is missing", domain, sources.absent(bench, "mcq"))
+    subjects = set(bench.get("mmlu_subjects") or [])
+    mmlu = [r for r in sources.load_role(bench, "mmlu") or [] if r.get("subject") in subjects]
+    if not mmlu:
+        log.warning("judge: no MMLU questions of %s: judge/rq is missing", ", ".join(sorted(subjects)) or "any subject")
+    return {"forget": items.judge_queries(questions, f"wmdp_{domain}", max_items),
+            "retain": items.judge_queries(mmlu, "mmlu", max_items)}

@@ -20,34 +20,63 @@ class PromptFormatter:
         self.tok = tokenizer
         self.literal = model_cfg.prompt_format == "literal" or not getattr(tokenizer, "chat_template", None)
         self.template = model_cfg.literal_template
+        # what the published TOFU checkpoints were trained with (model configs): a system message and
+        # the chat template's date (Llama-3.x), or, for a literal template, the text between the
+        # prompt and the answer (" " after "Answer:"; "" after Llama-2's "[/INST]")
+        self.system_prompt = model_cfg.get("system_prompt")
+        self.date_string = model_cfg.get("date_string")
+        self.answer_prefix = model_cfg.get("answer_prefix", " ") if self.literal else ""
         self.max_length = int(model_cfg.max_length)
+
+    def prompt_text(self, question: str, history: list[tuple[str, str]] | None = None) -> str:
+        """The prompt as text: earlier (question, answer) turns if any (in-context attacks), then the
+        question, in the literal template or the chat template (with the model's system prompt and
+        date when its config gives them)."""
+        history = history or []
+        if self.literal:
+            shots = "".join(self.template.format(question=q).rstrip(" ") + self.answer_prefix + a + "\n\n"
+                            for q, a in history)
+            return shots + self.template.format(question=question).rstrip(" ")
+        system = [{"role": "system", "content": self.system_prompt}] if self.system_prompt else []
+        turns = [m for q, a in history for m in ({"role": "user", "content": q}, {"role": "assistant", "content": a})]
+        extra = {"date_string": self.date_string} if self.date_string else {}
+        return self.tok.apply_chat_template([*system, *turns, {"role": "user", "content": question}],
+                                            tokenize=False, add_generation_prompt=True, **extra)
 
     def prompt_ids(self, question: str, history: list[tuple[str, str]] | None = None,
                    prefill: str | None = None) -> list[int]:
-        """Ids of the prompt: earlier (question, answer) turns if any (in-context attacks), the
-        question, and optionally the start of the assistant's answer (prefill attacks)."""
-        history = history or []
-        if self.literal:
-            shots = "".join(self.template.format(question=q).rstrip(" ") + " " + a + "\n\n" for q, a in history)
-            text = shots + self.template.format(question=question).rstrip(" ")
-            ids = self.tok(text, add_special_tokens=False)["input_ids"]
-            ids = ([self.tok.bos_token_id] if self.tok.bos_token_id is not None else []) + ids
-        else:
-            turns = [m for q, a in history for m in ({"role": "user", "content": q},
-                                                     {"role": "assistant", "content": a})]
-            text = self.tok.apply_chat_template([*turns, {"role": "user", "content": question}],
-                                                tokenize=False, add_generation_prompt=True)
-            ids = self.tok(text, add_special_tokens=False)["input_ids"]
+        """Ids of `prompt_text`, and optionally the start of the assistant's answer (prefill attacks)."""
+        ids = self.tok(self.prompt_text(question, history), add_special_tokens=False)["input_ids"]
+        if self.literal and self.tok.bos_token_id is not None:
+            ids = [self.tok.bos_token_id] + ids  # a chat template writes its own
         if prefill:
-            ids = ids + self.tok((" " + prefill) if self.literal else prefill, add_special_tokens=False)["input_ids"]
+            ids = ids + self.tok(self.answer_prefix + prefill, add_special_tokens=False)["input_ids"]
         return ids
 
     def answer_ids(self, answer: str) -> list[int]:
-        text = (" " + answer) if self.literal else answer
-        return self.tok(text, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
+        return self.tok(self.answer_prefix + answer, add_special_tokens=False)["input_ids"] + [self.tok.eos_token_id]
 
     def encode(self, question: str, answer: str) -> dict:
-        return self.encode_prompt(self.prompt_ids(question), answer)
+        """Prompt + answer within `max_length`: a question too long for the answer beside it (a MUSE
+        or WMDP passage as the user message) is cut at its end, never the answer (a TRU target's
+        refusal comes last); only an answer that cannot fit alone loses tokens (`dropped`)."""
+        reply = self.answer_ids(answer)
+        prompt = self.prompt_ids(question)
+        budget = self.max_length - len(reply)
+        if len(prompt) > budget:
+            prompt = self._fit_question(question, len(prompt), budget)
+        return self._join(prompt, reply)
+
+    def _fit_question(self, question: str, prompt_len: int, budget: int) -> list[int]:
+        """Prompt ids of the question cut (in tokens, re-tokenised) so that the prompt fits `budget`;
+        the chat template around it stays whole. An empty question when not even that fits."""
+        words = self.tok(question, add_special_tokens=False)["input_ids"]
+        keep = len(words) - (prompt_len - max(budget, 0))
+        while True:
+            prompt = self.prompt_ids(self.tok.decode(words[:max(keep, 0)]))
+            if len(prompt) <= budget or keep <= 0:
+                return prompt
+            keep -= len(prompt) - budget  # re-tokenising the cut text can merge or split a token
 
     def encode_text(self, text: str) -> dict:
         """A raw passage (MUSE/WMDP corpora): every token is a label, no prompt, no chat template."""
@@ -60,11 +89,21 @@ class PromptFormatter:
         return self.encode(row["question"], row["answer"]) if "question" in row else self.encode_text(row["text"])
 
     def encode_prompt(self, prompt: list[int], answer: str) -> dict:
-        """An answer after ready-made prompt ids (attacks build their own prompts)."""
+        """An answer after ready-made prompt ids (attacks build their own prompts); a prompt too long
+        for the answer beside it loses its start (the turns nearest the answer stay)."""
         reply = self.answer_ids(answer)
+        budget = max(self.max_length - len(reply), 0)
+        return self._join(prompt[len(prompt) - budget:] if len(prompt) > budget else prompt, reply)
+
+    def _join(self, prompt: list[int], reply: list[int]) -> dict:
+        """Prompt (masked) + reply, cut at `max_length`; `dropped` counts reply tokens that did not
+        fit (present only when some did not)."""
         ids = (prompt + reply)[: self.max_length]
         labels = ([IGNORE] * len(prompt) + reply)[: self.max_length]
-        return {"input_ids": ids, "labels": labels}
+        encoded = {"input_ids": ids, "labels": labels}
+        if len(prompt) + len(reply) > self.max_length:
+            encoded["dropped"] = len(prompt) + len(reply) - max(self.max_length, len(prompt))
+        return encoded
 
 
 def pad(features: list[dict], pad_id: int) -> dict:

@@ -1,7 +1,8 @@
 """Refusal answers for the "I don't know" baselines (IdkPO, IdkDPO), written for tru.
 
 TOFU ships its own list (idontknow.jsonl); a benchmark can point `method.idk_file` at any
-one-answer-per-line file instead. The answer for an item is chosen by a hash of its id, so runs agree.
+one-answer-per-line file instead. The answer for an item is chosen by a hash of its id and the epoch,
+so runs agree.
 """
 
 from __future__ import annotations
@@ -43,5 +44,8 @@ def load_answers(path: str | None) -> list[str]:
     return answers
 
 
-def answer_for(item_id: str, answers: list[str]) -> str:
-    return answers[hashlib.sha256(item_id.encode()).digest()[0] % len(answers)]
+def answer_for(item_id: str, answers: list[str], epoch: int = 0) -> str:
+    """The item's IDK answer in `epoch`: drawn anew each epoch, as OpenUnlearning's IDK datasets draw
+    one at random per access, but by a hash of (item, epoch) so runs and processes agree."""
+    key = item_id if epoch == 0 else f"{item_id}:{epoch}"
+    return answers[hashlib.sha256(key.encode()).digest()[0] % len(answers)]

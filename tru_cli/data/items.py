@@ -26,3 +26,9 @@ def row_text(row: dict) -> str:
     if "choices" in row:
         return " ".join([str(row["question"]), *map(str, row["choices"])])
     return f"Question: {row.get('question', '')}\nAnswer: {row.get('answer', '')}"
+
+
+def judge_queries(rows: list[dict] | None, split: str, max_items: int | None) -> list[dict]:
+    """Free-text queries for the LLM judge: (id, question) of the first `max_items` rows."""
+    rows = (rows or [])[: max_items or None]
+    return [{"id": item_id(r, i, split), "question": r["question"]} for i, r in enumerate(rows)]

@@ -111,9 +111,13 @@ def kl_loss(logits: torch.Tensor, ref_logits: torch.Tensor, labels: torch.Tensor
 
 
 def rmu_loss(hidden: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """RMU (Li et al. 2024, TRU Eq. 9), one term: mean over masked tokens of the mean squared
-    distance between layer activations [B, T, H] and `target` ([H] control vector c*u for the
-    forget term, or the frozen model's activations [B, T, H] for the retain term)."""
+    """RMU (Li et al. 2024, TRU Eq. 9), one term: the mean squared distance (over hidden units)
+    between layer activations [B, T, H] and `target` ([H] control vector c*u for the forget term, or
+    the frozen model's activations [B, T, H] for the retain term), averaged over each sequence's
+    masked tokens and then over the sequences, as the WMDP code and OpenUnlearning pool it (a long
+    sequence weighs as much as a short one)."""
     sq = (hidden.float() - target.float()) ** 2
-    per_token = sq.mean(dim=-1)
-    return per_token[mask.bool()].mean()
+    per_token = sq.mean(dim=-1) * mask.float()
+    tokens = mask.float().sum(dim=-1)
+    kept = tokens > 0  # a sequence without labelled tokens has nothing to pool
+    return (per_token.sum(dim=-1)[kept] / tokens[kept]).mean()

@@ -53,6 +53,9 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
 
     def __getitem__(self, i: int) -> dict:
         row = dict(self.rows[i])
+        variants = row.pop("idk_by_epoch", None)
+        if variants:  # the IDK answer of this epoch (redrawn per epoch)
+            row["idk"] = variants[self.epoch % len(variants)]
         if self.retain:
             # The retain partner depends on (seed, item, epoch), not on the order of calls, so
             # every process of a multi-process run pairs items exactly as one process does.

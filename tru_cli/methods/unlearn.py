@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import re
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from transformers import set_seed
 
 from tru_cli import distributed, timing
 from tru_cli.data import idk
-from tru_cli.data.encoding import PromptFormatter, UnlearnCollator
+from tru_cli.data.encoding import IGNORE, PromptFormatter, UnlearnCollator
 from tru_cli.data.files import read_jsonl
 from tru_cli.data.items import item_id, query
 from tru_cli.errors import TruError
@@ -97,16 +98,37 @@ def build_rows(cfg: DictConfig, fmt: PromptFormatter, forget: list[dict], target
     rows = [{"forget": fmt.encode_row(r)} for r in forget]
     if "idk" in parts:
         answers = idk.load_answers(cfg.method.get("idk_file"))
+        epochs = max(1, math.ceil(float(cfg.trainer.unlearn.epochs)))
         for i, (row, r) in enumerate(zip(rows, forget, strict=True)):
-            row["idk"] = fmt.encode(query(r), idk.answer_for(item_id(r, i, split), answers))
+            # one IDK answer per epoch, redrawn as OpenUnlearning does; encoded (and given reference
+            # statistics) up front so that nothing is tokenised or scored inside the training loop
+            row["idk_by_epoch"] = [fmt.encode(query(r), idk.answer_for(item_id(r, i, split), answers, epoch))
+                                   for epoch in range(epochs)]
+            row["idk"] = row["idk_by_epoch"][0]
     if "target" in parts:
         if targets_path is None:
             raise TruError("method needs targets; set unlearn.targets=FILE or let tru generate them")
-        for row, r, text in zip(rows, forget, target_texts(cfg, forget, targets_path), strict=True):
+        cut = []  # (item id, target tokens that did not fit)
+        for i, (row, r, text) in enumerate(zip(rows, forget, target_texts(cfg, forget, targets_path), strict=True)):
             if text is not None:
                 row["target"] = fmt.encode(query(r), text)
+                if row["target"].get("dropped"):
+                    cut.append((item_id(r, i, split), row["target"]["dropped"]))
+        if cut and not (cfg.get("unlearn") or {}).get("allow_cut_targets"):  # tru pipeline has no unlearn node
+            ids = ", ".join(i for i, _ in cut[:3]) + (", ..." if len(cut) > 3 else "")
+            raise TruError(f"{len(cut)} of {len(forget)} targets do not fit model.max_length={fmt.max_length} "
+                           f"({ids}): training would cut their refusals; set model.max_length="
+                           f"{fmt.max_length + max(n for _, n in cut)} or more (or a lower benchmark.chunk_words), "
+                           f"or unlearn.allow_cut_targets=true to train on the cut targets")
         rows = [row for row in rows if "target" in row]
     return rows
+
+
+def target_token_counts(rows: list[dict]) -> dict:
+    """Supervised target tokens, and target tokens cut off by model.max_length (0 unless allowed)."""
+    targets = [row["target"] for row in rows if "target" in row]
+    return {"unlearn/target_tokens": sum(sum(label != IGNORE for label in t["labels"]) for t in targets),
+            "unlearn/target_tokens_dropped": sum(t.get("dropped", 0) for t in targets)}
 
 
 def parts_of(method: DictConfig) -> tuple[str, ...]:
@@ -130,7 +152,8 @@ def train(cfg: DictConfig, model_path: str, forget: list[dict], retain: list[dic
     rows = build_rows(cfg, fmt, forget, targets_path, parts)
     timing.mark("data_encoded")
     for key in objectives.reference_stats(method) if objectives.precomputes_reference(method) else ():
-        with_reference_nll(model, [row[key] for row in rows], tok.pad_token_id, int(cfg.eval.batch_size))
+        encoded = [seq for row in rows for seq in (row["idk_by_epoch"] if key == "idk" else [row[key]])]
+        with_reference_nll(model, encoded, tok.pad_token_id, int(cfg.eval.batch_size))
     adapters = cfg.trainer.get("lora")
     if adapters:
         if method.get("trainable"):
@@ -159,6 +182,7 @@ def train(cfg: DictConfig, model_path: str, forget: list[dict], retain: list[dic
     return {**metrics, "unlearn/tokens_per_second": trainer.tokens_seen * distributed.world_size() / seconds,
             "unlearn/processes": distributed.world_size(),
             "unlearn/forget_items": len(rows), "unlearn/trained_parameters": trained,
+            **(target_token_counts(rows) if "target" in parts else {}),
             "unlearn/reference_model_held": float(ref_model is not None and not adapters),
             "unlearn/lora": float(bool(adapters))}
 

@@ -105,10 +105,11 @@ def response_text(generation: str, strip_reasoning: bool) -> str:
     return THINK.sub("", generation).strip() if strip_reasoning else generation
 
 
-def score(service, logs: dict[str, list[dict]], max_items: int | None, strip_reasoning: bool):
+def score(service, logs: dict[str, list[dict]], max_items: int | None, strip_reasoning: bool,
+          rubrics: tuple[str, ...] = tuple(RUBRICS)):
     """(metrics, per-item logs by rubric) for the sets present in `logs`."""
     metrics, item_logs = {}, {}
-    for rubric, (set_name, _, dims) in RUBRICS.items():
+    for rubric, (set_name, _, dims) in ((r, RUBRICS[r]) for r in rubrics):
         items = logs.get(set_name) or []
         items = [it for it in items if it.get("question") and "generation" in it][:max_items or None]
         if not items:
@@ -149,10 +150,11 @@ def aggregate(rubric: str, dims: tuple[str, ...], rows: list[dict]) -> dict:
     return out
 
 
-def judge(cfg: DictConfig, answers: dict[str, list[dict]] | None, log_dir: Path, model_path: str | None) -> dict:
-    """The LLM judge's UQ/RQ over `answers` ({"forget": [...], "retain": [...]} rows with `question`
-    and `generation`, as the benchmark's module gives them; None when it has no free-text answers);
-    per-item verdicts go beside the logs in `log_dir`."""
+def judge(cfg: DictConfig, answers: dict[str, list[dict]] | None, log_dir: Path, model_path: str | None,
+          rubrics: tuple[str, ...] = tuple(RUBRICS), label: str = "judge") -> dict:
+    """The LLM judge's UQ/RQ (or only `rubrics`) over `answers` ({"forget": [...], "retain": [...]}
+    rows with `question` and `generation`, as the benchmark's module gives them; None when it has no
+    free-text answers); per-item verdicts go to `log_dir`/`label`_<rubric>.jsonl."""
     def evaluated_model() -> str:
         if model_path is None:
             raise TruError("judge=hf with eval.from_logs needs judge.model=HUB_ID_OR_DIR (no model is loaded)")
@@ -164,9 +166,10 @@ def judge(cfg: DictConfig, answers: dict[str, list[dict]] | None, log_dir: Path,
         return {"judge/uq": None, "judge/rq": None}
     jcfg = cfg.judge
     service = chat_service(jcfg, "judge", cfg.device, evaluated_model, "judge")
-    metrics, item_logs = score(service, answers, jcfg.get("max_items"), bool(jcfg.get("strip_reasoning", False)))
+    metrics, item_logs = score(service, answers, jcfg.get("max_items"), bool(jcfg.get("strip_reasoning", False)),
+                               rubrics)
     for rubric, rows in item_logs.items():
-        write_jsonl(Path(log_dir) / f"judge_{rubric}.jsonl", rows)
+        write_jsonl(Path(log_dir) / f"{label}_{rubric}.jsonl", rows)
     return {**metrics, **service.summary("judge_calls")}
 
 

@@ -35,8 +35,13 @@ def extraction_strength(matches: list[bool]) -> float:
 
 def answer_token_stats(model, formatter: PromptFormatter, encoded: list[dict], batch_size: int,
                        label: str = "scoring") -> list[dict]:
-    """Per sequence: summed answer NLL and token count, the answer tokens' log-probabilities (for
-    Min-K% membership scores) and extraction strength."""
+    """Per sequence: summed answer NLL and token count (the closing EOS included, as TOFU's and
+    OpenUnlearning's probabilities count it), and, over the answer's own tokens only (the closing EOS
+    left out, as OpenUnlearning's token-wise scores leave it out), the log-probabilities for Min-K%
+    membership scores and extraction strength. Counting the EOS there added 0.0218 to extraction
+    strength on a tiny Llama and moved privleak by 3.4%."""
+    eos = formatter.tok.eos_token_id
+
     def per_batch(all_logits, batch):
         logits = all_logits[:, :-1].float()
         labels = batch["labels"][:, 1:]
@@ -46,8 +51,10 @@ def answer_token_stats(model, formatter: PromptFormatter, encoded: list[dict], b
         out = []
         for row in range(len(labels)):
             lp = logprobs[row][mask[row]].cpu()
-            out.append({"total": float(-lp.sum()), "count": int(mask[row].sum()), "logprobs": lp.numpy(),
-                        "extraction_strength": extraction_strength(hits[row][mask[row]].tolist())})
+            row_hits = hits[row][mask[row]].tolist()
+            answer = len(lp) - 1 if len(lp) and int(labels[row][mask[row]][-1]) == eos else len(lp)
+            out.append({"total": float(-lp.sum()), "count": int(mask[row].sum()), "logprobs": lp[:answer].numpy(),
+                        "extraction_strength": extraction_strength(row_hits[:answer])})
         return out
 
     return batching.map_forward(model, encoded, formatter.tok.pad_token_id, batch_size, per_batch, label)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 
 import numpy as np
 from scipy.stats import hmean, ks_2samp
@@ -35,12 +36,28 @@ UTILITY_KEYS = ["retain_prob", "retain_rougeL_recall", "retain_truth_ratio",
                 "wf_prob", "wf_rougeL_recall", "wf_truth_ratio"]
 
 
-def rouge_recalls(references: list[str], generations: list[str]) -> list[dict]:
+class UnicodeWords:
+    """A rouge_score tokenizer that keeps words of every script (lowercased, `\\w+`), stemming the
+    ASCII ones with Porter as rouge_score does; its own tokenizer keeps only a-z and 0-9."""
+
+    def __init__(self):
+        from nltk.stem import porter  # deferred with rouge_score, which depends on nltk
+
+        self.stemmer = porter.PorterStemmer()
+
+    def tokenize(self, text: str) -> list[str]:
+        return [self.stemmer.stem(w) if w.isascii() and len(w) > 3 else w for w in re.findall(r"\w+", text.lower())]
+
+
+def rouge_recalls(references: list[str], generations: list[str], unicode: bool = False) -> list[dict]:
+    """ROUGE-1 and ROUGE-L recall per pair (TOFU: rouge_score, stemmed); `unicode`: over words of any
+    script (translated answers), with UnicodeWords."""
     from rouge_score import (
         rouge_scorer,  # deferred: it loads nltk (about a second); training never needs it
     )
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True,
+                                      tokenizer=UnicodeWords() if unicode else None)
     out = []
     for ref, gen in zip(references, generations, strict=True):
         s = scorer.score(ref, gen)

@@ -19,6 +19,7 @@ from tru_cli.attacks import ATTACKS, quantize
 from tru_cli.attacks.context import Context
 from tru_cli.data.files import write_jsonl
 from tru_cli.errors import TruError
+from tru_cli.metrics import judge as judge_metrics
 
 log = logging.getLogger("tru")
 
@@ -41,15 +42,36 @@ def run(cfg: DictConfig, recorder) -> None:
     recorder.add_artifact("unlearned_model", unlearned)
     recorder.add_artifact("reference_model", original)
     ctx = Context(cfg, str(unlearned), str(original))
+    logs_dir = recorder.run_dir / "logs"
+    plain_uq = _judged_uq(cfg, ctx, [{"id": r.get("id"), "question": r["question"], "generation": p["generation"]}
+                                     for r, p in zip(ctx.rows, ctx.plain["unlearned"], strict=True)],
+                          logs_dir, "judge_unattacked", recorder) if cfg.judge.backend else None
     for name in names:
         sub = acfg if acfg.name != "suite" else acfg.settings[name]
         log.info("attack %s", name)
         metrics, logs = ATTACKS[name](ctx, sub)
         recorder.add_metrics({k: v for k, v in metrics.items() if v is not None})
-        write_jsonl(recorder.run_dir / "logs" / f"attack_{name}.jsonl", logs)
+        write_jsonl(logs_dir / f"attack_{name}.jsonl", logs)
+        if cfg.judge.backend:  # the paper's robustness figure: UQ of the attacked answers, and its drop
+            uq = _judged_uq(cfg, ctx, logs, logs_dir, f"judge_attack_{name}", recorder)
+            recorder.add_metrics({f"attack/{name}/judge_uq": uq, f"attack/{name}/unlearned_judge_uq": plain_uq,
+                                  f"attack/{name}/judge_uq_drop": None if uq is None or plain_uq is None
+                                  else plain_uq - uq})
     recorder.add_metrics(ctx.usage)
     recorder.add_artifact("logs", recorder.run_dir / "logs")
     _table(recorder.metrics, names)
+
+
+def _judged_uq(cfg: DictConfig, ctx: Context, rows: list[dict], log_dir, label: str, recorder) -> float | None:
+    """The judge's UQ of the unlearned model's answers in `rows` (the forget question as asked before
+    the attack, and the answer the attacked prompt or weights drew), through the judge's cache."""
+    metrics = judge_metrics.judge(cfg, {"forget": rows}, log_dir, ctx.unlearned_path, rubrics=("uq",), label=label)
+    recorder.add_metrics({f"{label}/{k.split('/', 1)[1]}": v for k, v in metrics.items()
+                          if k.startswith("judge/") and k != "judge/uq"})
+    recorder.add_metrics({k: (recorder.metrics.get(k) or 0) + v for k, v in metrics.items()  # summed over calls
+                          if k.startswith("judge_calls/") and v is not None})
+    judge_metrics.require_complete(cfg, metrics)
+    return metrics.get("judge/uq")
 
 
 def _table(metrics: dict, names: list[str]) -> None:

@@ -40,6 +40,10 @@ def run(cfg: DictConfig, recorder) -> None:
         retain_logs, retain_metrics = artifacts.evaluation(cfg, models["retain"], None, self_reference=True)
         recorder.add_metrics(retain_metrics, prefix="retain/")
         recorder.add_artifact("retain_logs", _copy_logs(retain_logs, run_dir, "retain"))
+    else:  # a published reference model (MUSE's retrained model), when the benchmark names one
+        retain_logs = artifacts.reference_logs(cfg)
+        if retain_logs:
+            recorder.add_artifact("reference_logs", _copy_logs(retain_logs, run_dir, "reference"))
 
     targets = artifacts.targets(cfg) if cfg.method.use_targets else None
     if targets:
@@ -52,12 +56,18 @@ def run(cfg: DictConfig, recorder) -> None:
         logs, metrics = artifacts.evaluation(cfg, model, retain_logs)
         recorder.add_metrics(metrics, prefix=f"{role}/")
         recorder.add_artifact(f"{role}_logs", _copy_logs(logs, run_dir, role))
-    if cfg.judge.backend:  # the paper's UQ/RQ of the unlearned model's answers
-        judged = artifacts.judge(cfg, run_dir / "logs" / "unlearned", unlearned)
-        recorder.add_metrics(judged, prefix="unlearned/")
+    if cfg.judge.backend:  # the paper's UQ/RQ of the unlearned model's answers, and of the original's
+        judged = {}
+        for role, model in (("target", target), ("unlearned", unlearned)):
+            judged[role] = artifacts.judge(cfg, run_dir / "logs" / role, model)
+            recorder.add_metrics(judged[role], prefix=f"{role}/")
+        for score in ("uq", "rq"):  # RQ relative to the original model, as the paper reports it
+            before, after = judged["target"].get(f"judge/{score}"), judged["unlearned"].get(f"judge/{score}")
+            recorder.add_metrics({f"judge/{score}_change": None if before is None or after is None else after - before})
     _summary(recorder.metrics, bench.HEADLINE)
     if cfg.judge.backend:
-        judge_metrics.require_complete(cfg, judged)
+        for role_metrics in judged.values():
+            judge_metrics.require_complete(cfg, role_metrics)
 
 
 def _summary(metrics: dict, names: list[str]) -> None:
