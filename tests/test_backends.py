@@ -204,7 +204,8 @@ def test_killed_run_resumes_asking_only_for_missing_items(config, tmp_path):
 def test_judge_scores_uq_rq_and_records_malformed_verdicts_as_missing(config, tmp_path):
     def run(url, *extra, check=True):
         return run_tru(["eval", *SMALL, "judge=openai", f"judge.base_url={url}", "judge.api_key_env=null",
-                        "judge.max_items=6", *extra, f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path, check=check)
+                        "judge.max_items=6", "judge.max_new_tokens=48", *extra, f"hydra.run.dir={tmp_path / 'run'}"],
+                       cwd=tmp_path, check=check)
 
     # the first forget answer's verdict is malformed once (then fine), a retain one always
     from tru_cli.benchmarks import tofu as tofu_benchmark
@@ -252,7 +253,7 @@ def test_hf_backend_generates_targets_and_judges_offline(tmp_path):
     m = results(tmp_path / "gt")["metrics"]
     assert targets and {t["backend"] for t in targets} == {"hf"}
     assert m["targets/count"] + m["targets/failed"] == FORGET and m["generator/generations"] >= FORGET
-    run_tru(["eval", "judge=hf", "model=tiny", *SMALL, "judge.max_tokens=12", "judge.max_items=3",
+    run_tru(["eval", "judge=hf", "model=tiny", *SMALL, "judge.max_tokens=12", "judge.max_items=3", "judge.max_new_tokens=48",
              "judge.allow_missing=true", f"hydra.run.dir={tmp_path / 'ev'}"], cwd=tmp_path)
     res = results(tmp_path / "ev")
     m = res["metrics"]
@@ -305,7 +306,7 @@ def test_attacks_report_the_judges_uq_and_its_drop(tmp_path):
 def test_pipeline_judges_the_unlearned_model(tmp_path):
     with FakeOpenAI() as server:
         run_tru(["pipeline", *SMALL, "judge=openai", f"judge.base_url={server.url}", "judge.api_key_env=null",
-                 "judge.max_items=4", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+                 "judge.max_items=4", "judge.max_new_tokens=48", f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
         judged = [r for r in server.log if "[Response begin]" in r["question"]]
     m = results(tmp_path / "run")["metrics"]
     assert m["unlearned/judge/uq"] == pytest.approx(7.0) and m["unlearned/judge/rq"] == pytest.approx(8.0)

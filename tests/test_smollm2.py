@@ -229,6 +229,7 @@ def test_hf_generator_and_judge_run_smollm2_through_cache_leak_filter_and_verdic
 
     judged = tmp_path / "judged"
     run_tru(["eval", *common, "judge=hf", "judge.model=smollm2-135m", "judge.max_items=2", "judge.max_tokens=64",
+             "judge.max_new_tokens=48",
              "judge.max_attempts=1", "judge.allow_missing=true", f"judge.cache={tmp_path / 'judge.jsonl'}",
              "eval.max_items=2", "eval.max_new_tokens=24", f"hydra.run.dir={judged}"], cwd=tmp_path)
     jm = results(judged)["metrics"]

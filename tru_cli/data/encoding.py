@@ -140,4 +140,6 @@ class UnlearnCollator:
         self.pad_id = pad_id
 
     def __call__(self, features: list[dict]) -> dict:
-        return {key: pad([f[key] for f in features], self.pad_id) for key in features[0]}
+        # sub-examples are dicts; anything else riding on a row (the IDK answers of later epochs) is not
+        return {key: pad([f[key] for f in features], self.pad_id) for key, value in features[0].items()
+                if isinstance(value, dict)}
