@@ -4,7 +4,7 @@
 A model that leaks in Russian answers in Cyrillic: its answer is scored against the gold answer
 brought into the same language by the same route (`answer_<lang>`, or the generator), with ROUGE
 over words of any script (rouge_score's own tokenizer keeps only a-z and 0-9, so a fully leaking
-Russian answer scored 0.11). Without a translating route the English answer is the reference."""
+Russian answer scores 0, or only its digits: 0.11 in the issue's example). Without a translating route the English answer is the reference."""
 
 from __future__ import annotations
 
