@@ -202,3 +202,19 @@ def test_openunlearning_trainer_has_their_tofu_settings(config):
         (0.01, "linear", 1e-5, 10.0)
     default = config("unlearn", "model=llama2-7b-chat", "benchmark=tofu").trainer.unlearn
     assert (default.batch_size, default.weight_decay, default.lr_scheduler) == (8, 0.0, "constant_with_warmup")
+
+
+def test_training_length_is_set_per_model_and_method(config):
+    # a published backbone gives TRU (and its ablations) 2048 tokens for its reasoning targets, QA baselines 512
+    for model in ("smollm2-135m", "llama3-8b", "zephyr-7b-beta", "phi-1.5"):
+        assert config("unlearn", f"model={model}", "method=tru").model.max_length == 2048
+        assert config("unlearn", f"model={model}", "method=tru_no_reasoning").model.max_length == 2048
+        assert config("unlearn", f"model={model}", "method=graddiff").model.max_length == 512
+    # the embedded model's positions end at 512, whatever the method
+    tiny = config("unlearn", "method=tru").model
+    assert tiny.max_length == tiny.context_length == 512
+
+
+def test_training_length_beyond_the_model_context_is_one_line(tmp_path):
+    proc = run_tru(["unlearn", "model=phi-1.5", "model.max_length=4096"], tmp_path, check=False)
+    _one_line_error(proc, "model.max_length=4096", "model.context_length=2048", "model.max_length=2048")

@@ -92,6 +92,11 @@ def problems(cfg: DictConfig) -> list[str]:
 
     for key, rule in RULES:
         check(key, rule)
+    model = plain.get("model") or {}
+    length, context = model.get("max_length"), model.get("context_length")
+    if _is_int(length) and _is_int(context) and length > context:
+        found.append(f"model.max_length={length} is more than model.context_length={context} positions of "
+                     f"model={model.get('name')}; set model.max_length={context} or less")
     attack = plain.get("attack") or {}
     for name, settings in [("", attack), *((f"settings.{k}.", v) for k, v in (attack.get("settings") or {}).items())]:
         for key, rule in ATTACK_RULES:
