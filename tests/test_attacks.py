@@ -2,6 +2,7 @@
 for what needs a GPU or an absent package, and every attack on the tiny model through the CLI."""
 
 import importlib.util
+import json
 
 import pytest
 import torch
@@ -62,7 +63,7 @@ def test_prompt_builders():
     assert prompts.split_answer("Neru Logal was born in Adelaide.", 3) == ("Neru Logal was", "born in Adelaide.")
     rows = [{"author": "A", "question": "qa1", "answer": "a1"}, {"author": "B", "question": "qb1", "answer": "b1"},
             {"author": "A", "question": "qa2", "answer": "a2"}]
-    assert prompts.icl_shots(rows, 0, 2) == [("qa2", "a2"), ("qb1", "b1")]  # same author first
+    assert prompts.icl_shots(rows, 0, 2) == [rows[2], rows[1]]  # same author first
     for template in prompts.JAILBREAKS.values():
         assert "{question}" in template
     with pytest.raises(TruError, match="question_de"):
@@ -108,8 +109,10 @@ def test_attack_missing_a_package_fails_in_one_line_before_loading(tmp_path):
 
 @pytest.mark.parametrize("args,needle", [
     (["attack=suite", "attack.suite=[relearn,nosuch]"], "attack.suite has nosuch; choose from relearn, quantize"),
-    (["benchmark=wmdp_bio"], "tru attack re-asks free-text QA items; benchmark=wmdp_bio has multiple-choice"),
+    (["benchmark=wmdp_bio"], "cannot load mcq (cais/wmdp"),
     (["benchmark=muse_news"], "cannot load knowmem_forget"),  # MUSE's KnowMem questions, not on this machine
+    (["benchmark=muse_news", "attack.forget_items=privleak"], "attack.forget_items=privleak; benchmark=muse_news takes "
+                                                              "knowmem (its forget questions) or verbmem"),
 ])
 def test_an_attack_that_cannot_run_stops_in_one_line_before_anything_is_built(tmp_path, args, needle):
     proc = run_tru(["attack", *args, "logger=none", f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
@@ -117,6 +120,19 @@ def test_an_attack_that_cannot_run_stops_in_one_line_before_anything_is_built(tm
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0], proc.stderr
     assert not (tmp_path / ".tru_store").exists()  # no model was finetuned or unlearned first
+
+
+def test_prefill_on_multiple_choice_questions_stops_in_one_line(tmp_path):
+    data = tmp_path / "wmdp"
+    data.mkdir()
+    (data / "wmdp-bio.jsonl").write_text(json.dumps({"question": "Which agent?", "choices": ["a", "b", "c", "d"],
+                                                     "answer": 1}) + "\n")
+    proc = run_tru(["attack", "benchmark=wmdp_bio", f"benchmark.data_dir={data}", "attack=suite", "logger=none",
+                    f"hydra.run.dir={tmp_path / 'run'}"], tmp_path, check=False)
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: attack=prefill cannot run on benchmark=wmdp_bio") and "drop it from attack.suite" in lines[0]
+    assert not (tmp_path / ".tru_store").exists()
 
 
 @needs_bitsandbytes

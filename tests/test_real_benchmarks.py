@@ -175,3 +175,56 @@ def test_wmdp_corpora_are_unlearning_data(tmp_path):
              f"hydra.run.dir={run_dir}"], cwd=tmp_path)
     m = results(run_dir)["metrics"]
     assert m["unlearn/forget_items"] == 12 and 0 <= m["wmdp/cyber_acc"] <= 1
+
+
+def _wmdp_dir(tmp_path) -> object:
+    """data_dir with the shared WMDP-Bio questions, small forget/retain corpora, and the shared MMLU
+    questions beside it (../mmlu/, where the config looks)."""
+    data = tmp_path / "wmdp"
+    data.mkdir()
+    shutil.copy(SHARED_DATA / "wmdp" / "bio_200.jsonl", data / "bio_200.jsonl")
+    shutil.copytree(SHARED_DATA / "mmlu", tmp_path / "mmlu")
+    forget = [{"text": f"Pathogen note {i}: the toxin gene {i} is expressed under promoter {100 + i}."} for i in range(8)]
+    retain = [{"text": f"Cell biology {i}: ribosomes translate messenger RNA into protein {i}."} for i in range(8)]
+    for name, rows in (("bio-forget-corpus", forget), ("bio-retain-corpus", retain)):
+        (data / f"{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return data
+
+
+@needs_shared
+@pytest.mark.slow
+@pytest.mark.parametrize("bench", ["wmdp_bio", "muse_verbmem"])
+def test_attacks_score_wmdp_and_verbmem_as_their_evaluations_do(tmp_path, bench):
+    """The attack's plain score of the unlearned model is the evaluation's own metric on the same items
+    (WMDP accuracy through lm-eval; MUSE VerbMem's ROUGE-L F1 of continuations), so its recovery is
+    the recovery of that metric; every attack of the suite that applies runs."""
+    if bench == "wmdp_bio":
+        args = ["benchmark=wmdp_bio", f"benchmark.data_dir={_wmdp_dir(tmp_path)}", "method=rmu"]
+        metric, evaluated, scale, extra = "acc", "wmdp/bio_acc", 1.0, []
+    else:
+        args = ["benchmark=muse_news", f"benchmark.data_dir={_corpus_dir(tmp_path, 'muse')[0]}", "method=graddiff",
+                "benchmark.muse.verbmem_max_new_tokens=16"]
+        metric, evaluated, scale, extra = "rougeL_f1", "muse/verbmem_forget", 100.0, ["attack.forget_items=verbmem"]
+    common = [*QUICK, *args, "trainer.unlearn.epochs=1", "eval.max_items=6"]
+    run_tru(["unlearn", *common, "unlearn.evaluate=true", f"hydra.run.dir={tmp_path / 'unlearn'}"], cwd=tmp_path)
+    suite = "[relearn,jailbreak,icl]" if bench == "wmdp_bio" else "[relearn,prefill,icl]"
+    run_tru(["attack", *common, *extra, "attack=suite", f"attack.suite={suite}", "attack.settings.relearn.steps=[0,2]",
+             f"hydra.run.dir={tmp_path / 'attack'}"], cwd=tmp_path)
+    evaluation, attack = results(tmp_path / "unlearn")["metrics"], results(tmp_path / "attack")["metrics"]
+    for name in suite.strip("[]").split(","):
+        plain = attack[f"attack/{name}/unlearned_forget_{metric}"]
+        if name != "relearn":  # relearning evaluates the half it did not train on
+            assert plain * scale == pytest.approx(evaluation[evaluated], abs=1e-9), name
+        # the parts of its recovery (null where unlearning left the metric unchanged, as a tiny model at chance does)
+        assert 0 <= attack[f"attack/{name}/forget_{metric}"] <= 1 and f"attack/{name}/original_forget_{metric}" in attack
+        assert f"attack/{name}/forget_rougeL_recall" not in attack or metric == "rougeL_recall"
+    logs = [json.loads(x) for x in (tmp_path / "attack" / "logs" / "attack_icl.jsonl").read_text().splitlines()]
+    if bench == "wmdp_bio":  # weight attacks report utility on the MMLU questions of the domain's subjects
+        assert 0 <= attack["attack/relearn/retain_acc"] <= 1 and "attack/relearn/unlearned_retain_acc" in attack
+        gold = [json.loads(x) for x in (SHARED_DATA / "wmdp" / "bio_200.jsonl").read_text().splitlines()[:6]]
+        assert all(r["generation"] in ("A", "B", "C", "D") for r in logs)
+    else:
+        gold = [{"question": r["prompt"]} for r in json.loads((SHARED_DATA / "muse" / "news" / "verbmem" / "forget.json")
+                                                              .read_text())[:6]]
+        assert all(len(r["reference"]) > 0 for r in logs)
+    assert [r["question"] for r in logs] == [g["question"] for g in gold]

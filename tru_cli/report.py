@@ -72,9 +72,17 @@ def attack_rows(run: Path, res: dict) -> list[dict]:
     values = res.get("metrics", {})
     names = sorted({k.split("/")[1] for k in values if k.startswith("attack/") and k.count("/") == 2
                     and k.endswith("/recovery")})
-    return [{"run": str(run), "status": res.get("status"), "method": f"{_method(run)} / {name}",
-             "overrides": " ".join(_overrides(run)),
-             **{m: values.get(f"attack/{name}/{m}") for m in ATTACK_METRICS}} for name in names]
+    rows = []
+    for name in names:
+        # the columns hold the attack's main metric: ROUGE-L recall of QA answers, else the one it reports
+        # (rougeL_f1 of MUSE VerbMem continuations, acc of WMDP questions), named beside the attack
+        main = next((m for m in ("rougeL_recall", "rougeL_f1", "acc") if f"attack/{name}/forget_{m}" in values),
+                    "rougeL_recall")
+        label = name if main == "rougeL_recall" else f"{name} ({main})"
+        rows.append({"run": str(run), "status": res.get("status"), "method": f"{_method(run)} / {label}",
+                     "overrides": " ".join(_overrides(run)),
+                     **{m: values.get(f"attack/{name}/{m.replace('rougeL_recall', main)}") for m in ATTACK_METRICS}})
+    return rows
 
 
 def read_results(path: Path) -> dict:

@@ -1,27 +1,25 @@
 """What every attack works with: the unlearned and the original model, their prompt formatter, the
 forget items (and retain items for utility), each model's plain per-item scores, and the two ways
-an attack is scored (a prompt attack re-asks the forget questions; a rewrite attack first has the
-generator backend rewrite them)."""
+an attack changes the items (a prompt attack re-asks the forget items; a rewrite attack first has
+the generator backend rewrite them)."""
 
 from __future__ import annotations
-
-import math
 
 from omegaconf import DictConfig
 
 from tru_cli import benchmarks
-from tru_cli.attacks import prompts
+from tru_cli.attacks import probes, prompts
 from tru_cli.attacks.recovery import item_logs, mean, summarize
 from tru_cli.backends import CHAT_BACKENDS, chat_service
 from tru_cli.backends.chat import Reject
 from tru_cli.data.encoding import PromptFormatter
 from tru_cli.errors import TruError
-from tru_cli.metrics import scoring, tofu
 from tru_cli.models import loading
 
 
 class Context:
-    """The two models, their formatter, the forget items, and each model's plain per-item scores."""
+    """The two models, their formatter, the forget items, how they are asked (`probe`), and each
+    model's plain per-item scores."""
 
     def __init__(self, cfg: DictConfig, unlearned: str, original: str):
         self.cfg = cfg
@@ -33,41 +31,39 @@ class Context:
         for model in (self.unlearned, self.original):
             model.to(self.device).eval()
         self.fmt = PromptFormatter(tok, cfg.model)
-        self.rows, self.retain_rows = benchmarks.of(cfg.benchmark).attack_sets(cfg.benchmark, cfg.eval.max_items)
-        self.plain = {role: self.scores(model, [self.fmt.prompt_ids(r["question"]) for r in self.rows],
-                                        [r["answer"] for r in self.rows])
+        self.rows, self.retain_rows = attack_items(cfg)
+        self.probe = probes.of(self.rows)
+        self.plain = {role: self.scores(model, self.rows)
                       for role, model in (("unlearned", self.unlearned), ("original", self.original))}
 
-    def scores(self, model, prompt_ids: list[list[int]], references: list[str], unicode: bool = False) -> list[dict]:
-        """Per item: the greedy answer, its ROUGE recalls against the reference (`unicode`: words of
-        any script, for answers in other languages), and the probability of the reference given the
-        same prompt (exp of minus its mean token NLL)."""
-        size = int(self.cfg.eval.batch_size)
-        gens = scoring.greedy_from_prompts(model, self.fmt, prompt_ids, int(self.cfg.eval.max_new_tokens), size)
-        nlls = scoring.encoded_nlls(model, self.fmt, [self.fmt.encode_prompt(p, ref) for p, ref in
-                                                      zip(prompt_ids, references, strict=True)], size)
-        rouge = tofu.rouge_recalls(references, gens, unicode=unicode)
-        return [{"generation": g, **r, "prob": math.exp(-total / max(count, 1))}
-                for g, r, (total, count) in zip(gens, rouge, nlls, strict=True)]
+    def scores(self, model, rows: list[dict], unicode: bool = False) -> list[dict]:
+        """Per attacked row: the answer and the probe's metrics (probes.py); `unicode`: ROUGE over
+        words of any script, for answers in other languages."""
+        return probes.score(self, model, rows, unicode)
 
-    def retain_rouge(self, model) -> float:
-        """Retain ROUGE-L recall: does a weight attack keep the model useful?"""
-        refs = [r["answer"] for r in self.retain_rows]
-        gens = scoring.greedy_from_prompts(model, self.fmt, [self.fmt.prompt_ids(r["question"]) for r in self.retain_rows],
-                                           int(self.cfg.eval.max_new_tokens), int(self.cfg.eval.batch_size))
-        return mean([r["rougeL_recall"] for r in tofu.rouge_recalls(refs, gens)])
+    def retain_scores(self, model, prefix: str = "") -> dict:
+        """`<prefix>retain_<metric>`: does a weight attack keep the model useful on the retain items?"""
+        if not self.retain_rows:
+            return {}
+        probe = probes.of(self.retain_rows)
+        return {f"{prefix}retain_{probe.main}": mean([s[probe.main] for s in self.scores(model, self.retain_rows)])}
 
     def summarize(self, name: str, attacked: list[dict], index: list[int], extra: dict | None = None) -> dict:
-        return summarize(self.plain, name, attacked, index, extra)
+        return summarize(self.plain, name, attacked, index, extra, self.probe.metrics)
 
 
-def prompt_attack(ctx: Context, name: str, prompt_of, reference_of=None, references: list[str] | None = None,
-                  unicode: bool = False) -> tuple[dict, list[dict]]:
-    """Re-ask every forget item through `prompt_of(i, row)` (prompt ids) and score the unlearned
-    model's answers against `references` or `reference_of(row)` (default: the answer)."""
+def attack_items(cfg: DictConfig) -> tuple[list[dict], list[dict]]:
+    """(forget, retain) rows of the benchmark's attack set `attack.forget_items` (null: its default)."""
+    return benchmarks.of(cfg.benchmark).attack_sets(cfg.benchmark, cfg.eval.max_items, cfg.attack.get("forget_items"))
+
+
+def prompt_attack(ctx: Context, name: str, rewrite, unicode: bool = False) -> tuple[dict, list[dict]]:
+    """Re-ask every forget item as `rewrite(i, row)` gives it (the row with its question rewritten,
+    `history` or `prefill` added, or its `answer` replaced by the reference to score against) and
+    score the unlearned model's answers."""
     index = list(range(len(ctx.rows)))
-    refs = references or [reference_of(r) if reference_of else r["answer"] for r in ctx.rows]
-    attacked = ctx.scores(ctx.unlearned, [prompt_of(i, r) for i, r in enumerate(ctx.rows)], refs, unicode=unicode)
+    asked = [{**r, **rewrite(i, r)} for i, r in enumerate(ctx.rows)]
+    attacked = ctx.scores(ctx.unlearned, asked, unicode=unicode)
     return ctx.summarize(name, attacked, index), item_logs(ctx.rows, attacked)
 
 

@@ -1,4 +1,5 @@
-"""The in-context attack: `attack.shots` other forget items (same author first) as earlier turns."""
+"""The in-context attack: `attack.shots` other forget items (same author first) with their answers
+as earlier turns (or earlier passages, or solved questions of a multiple-choice set)."""
 
 from __future__ import annotations
 
@@ -8,5 +9,4 @@ from tru_cli.attacks.context import prompt_attack
 
 def run(ctx, acfg):
     k = int(acfg.shots)
-    return prompt_attack(ctx, "icl", lambda i, r: ctx.fmt.prompt_ids(
-        r["question"], history=prompts.icl_shots(ctx.rows, i, k)))
+    return prompt_attack(ctx, "icl", lambda i, r: {"history": prompts.icl_shots(ctx.rows, i, k)})

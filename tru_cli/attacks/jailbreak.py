@@ -16,11 +16,11 @@ def run(ctx, acfg):
             raise TruError(f"attack.templates has '{template}'; choose from {', '.join(prompts.JAILBREAKS)}")
         text = prompts.JAILBREAKS[template]
         m, lg = prompt_attack(ctx, f"jailbreak_{template}",
-                              lambda i, r, text=text: ctx.fmt.prompt_ids(text.format(question=r["question"])))
+                              lambda i, r, text=text: {"question": text.format(question=r["question"])})
         metrics.update(m)
-        means[template] = m[f"attack/jailbreak_{template}/forget_rougeL_recall"]
+        means[template] = m[f"attack/jailbreak_{template}/forget_{ctx.probe.main}"]
         logs += [{**row, "template": template} for row in lg]
-    out = aggregate(metrics, "jailbreak", [f"jailbreak_{t}" for t in acfg.templates])
+    out = aggregate(metrics, "jailbreak", [f"jailbreak_{t}" for t in acfg.templates], ctx.probe.metrics)
     best = max(means, key=means.get)
     out["attack/jailbreak/best_template_recovery"] = metrics[f"attack/jailbreak_{best}/recovery"]
     return {**metrics, **out}, logs

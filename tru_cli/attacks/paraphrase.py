@@ -9,5 +9,5 @@ from tru_cli.attacks.context import prompt_attack, rewritten
 
 def run(ctx, acfg):
     questions = rewritten(ctx, acfg, "paraphrase", "paraphrased_question", prompts.PARAPHRASE)
-    metrics, logs = prompt_attack(ctx, "paraphrase", lambda i, r: ctx.fmt.prompt_ids(questions[i]))
+    metrics, logs = prompt_attack(ctx, "paraphrase", lambda i, r: {"question": questions[i]})
     return metrics, [{**row, "attacked_question": q} for row, q in zip(logs, questions, strict=True)]

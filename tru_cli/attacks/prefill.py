@@ -9,6 +9,8 @@ from tru_cli.attacks.context import prompt_attack
 
 def run(ctx, acfg):
     words = int(acfg.prefill_words)
-    return prompt_attack(ctx, "prefill",
-                         lambda i, r: ctx.fmt.prompt_ids(r["question"], prefill=prompts.split_answer(r["answer"], words)[0]),
-                         reference_of=lambda r: prompts.split_answer(r["answer"], words)[1] or r["answer"])
+    def rewrite(i, row):
+        start, rest = prompts.split_answer(row["answer"], words)
+        return {"prefill": start, "answer": rest or row["answer"]}
+
+    return prompt_attack(ctx, "prefill", rewrite)

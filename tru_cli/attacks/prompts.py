@@ -48,9 +48,10 @@ def split_answer(answer: str, words: int) -> tuple[str, str]:
     return " ".join(parts[:words]), " ".join(parts[words:])
 
 
-def icl_shots(rows: list[dict], index: int, k: int) -> list[tuple[str, str]]:
-    """k other forget items as earlier turns, the same author's first (they share the forgotten facts)."""
+def icl_shots(rows: list[dict], index: int, k: int) -> list[dict]:
+    """k other forget items to show before item `index`, the same author's first (they share the
+    forgotten facts)."""
     author = rows[index].get("author")
     others = [j for j in range(len(rows)) if j != index]
     others.sort(key=lambda j: (rows[j].get("author") != author, (j - index) % len(rows)))
-    return [(rows[j]["question"], rows[j]["answer"]) for j in others[:k]]
+    return [rows[j] for j in others[:k]]

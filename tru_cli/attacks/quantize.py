@@ -140,8 +140,6 @@ def run(ctx, acfg):
     score both on the forget items, and the quantized model's retain ROUGE-L."""
     bits, group = int(acfg.bits), int(acfg.group_size)  # method and bits were checked by check()
     index = list(range(len(ctx.rows)))
-    questions = [ctx.fmt.prompt_ids(r["question"]) for r in ctx.rows]
-    refs = [r["answer"] for r in ctx.rows]
     if acfg.method == "rtn":
         quantized = copy.deepcopy(ctx.unlearned)
         quantize_model_(quantized, bits, group)
@@ -156,9 +154,9 @@ def run(ctx, acfg):
                               for path in (ctx.unlearned_path, ctx.original_path))
         for model in (quantized, control):  # as loading.load sets it: batched generation pads
             model.generation_config.pad_token_id = ctx.unlearned.generation_config.pad_token_id
-    attacked = ctx.scores(quantized, questions, refs)
-    control_scores = ctx.scores(control, questions, refs)
-    extra = {"bits": bits, "original_quantized_forget_rougeL_recall": mean([c["rougeL_recall"] for c in control_scores]),
-             "retain_rougeL_recall": ctx.retain_rouge(quantized),
-             "unlearned_retain_rougeL_recall": ctx.retain_rouge(ctx.unlearned)}
+    attacked = ctx.scores(quantized, ctx.rows)
+    control_scores = ctx.scores(control, ctx.rows)
+    main = ctx.probe.main
+    extra = {"bits": bits, f"original_quantized_forget_{main}": mean([c[main] for c in control_scores]),
+             **ctx.retain_scores(quantized), **ctx.retain_scores(ctx.unlearned, "unlearned_")}
     return ctx.summarize("quantize", attacked, index, extra), item_logs(ctx.rows, attacked)

@@ -3,7 +3,8 @@
 
 from __future__ import annotations
 
-# Forget metrics per item, and the name of each one's recovery (`recovery` is the main metric's).
+# Forget metrics per item of a QA set, and the name of each one's recovery (`recovery` is the main
+# metric's); other kinds of items have their own (attacks/probes.py).
 FORGET_METRICS = {"rougeL_recall": "recovery", "prob": "forget_prob_recovery"}
 
 
@@ -28,11 +29,11 @@ def item_logs(rows: list[dict], attacked: list[dict], **extra) -> list[dict]:
 
 
 def summarize(plain: dict[str, list[dict]], name: str, attacked: list[dict], index: list[int],
-              extra: dict | None = None) -> dict:
+              extra: dict | None = None, forget_metrics: dict = FORGET_METRICS) -> dict:
     """attack/<name>/... metrics over the attacked items `index` (positions in the forget rows),
     against the plain per-item scores of the `unlearned` and `original` models."""
     out = {}
-    for metric, recovery_name in FORGET_METRICS.items():
+    for metric, recovery_name in forget_metrics.items():
         m_att = mean([a[metric] for a in attacked])
         m_unl = mean([plain["unlearned"][i][metric] for i in index])
         m_orig = mean([plain["original"][i][metric] for i in index])
@@ -45,10 +46,10 @@ def summarize(plain: dict[str, list[dict]], name: str, attacked: list[dict], ind
     return out
 
 
-def aggregate(metrics: dict, name: str, parts: list[str]) -> dict:
+def aggregate(metrics: dict, name: str, parts: list[str], forget_metrics: dict = FORGET_METRICS) -> dict:
     """attack/<name>/... as the mean over its sub-attacks (languages, templates) of each metric."""
     out = {}
-    for metric, recovery_name in FORGET_METRICS.items():
+    for metric, recovery_name in forget_metrics.items():
         values = {kind: mean([metrics[f"attack/{p}/{kind}forget_{metric}"] for p in parts])
                   for kind in ("", "unlearned_", "original_")}
         out.update({f"attack/{name}/{kind}forget_{metric}": v for kind, v in values.items()})

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from omegaconf import OmegaConf
 
+from tru_cli.attacks import probes
 from tru_cli.attacks.recovery import item_logs
 from tru_cli.data import files
 from tru_cli.data.encoding import QACollator
@@ -56,14 +57,13 @@ def run(ctx, acfg):
     data = acfg.get("data", "forget")
     if data == "forget":
         train_idx, eval_idx = relearn_split(len(ctx.rows), float(acfg.get("subset", 0.5)))
-        train = ListDataset([ctx.fmt.encode(ctx.rows[i]["question"], ctx.rows[i]["answer"]) for i in train_idx])
+        train = ListDataset([probes.training_example(ctx.fmt, ctx.rows[i]) for i in train_idx])
     elif data == "text":
         train_idx, eval_idx = [], list(range(len(ctx.rows)))
         train = ListDataset(relearn_texts(ctx, acfg))
     else:
         raise TruError(f"attack.data={data}; choose forget (a subset of the forget set) or text (attack.text_file)")
-    questions = [ctx.fmt.prompt_ids(ctx.rows[i]["question"]) for i in eval_idx]
-    refs = [ctx.rows[i]["answer"] for i in eval_idx]
+    asked = [ctx.rows[i] for i in eval_idx]
     metrics, logs = {}, []
     for steps in sorted(int(s) for s in acfg.steps):
         model = copy.deepcopy(ctx.unlearned).train()
@@ -79,14 +79,13 @@ def run(ctx, acfg):
             if acfg.lora:
                 model = model.merge_and_unload()  # the attacked model is the merged one
         model.eval()
-        attacked = ctx.scores(model, questions, refs)
+        attacked = ctx.scores(model, asked)
         metrics.update(ctx.summarize(f"relearn/step_{steps}", attacked, eval_idx))
-        logs += item_logs([ctx.rows[i] for i in eval_idx], attacked, step=steps)
-    last = max(int(s) for s in acfg.steps)
-    for key in ("forget_rougeL_recall", "unlearned_forget_rougeL_recall", "original_forget_rougeL_recall", "recovery",
-                "forget_prob", "unlearned_forget_prob", "original_forget_prob", "forget_prob_recovery"):
-        metrics[f"attack/relearn/{key}"] = metrics[f"attack/relearn/step_{last}/{key}"]
+        logs += item_logs(asked, attacked, step=steps)
+    last = f"attack/relearn/step_{max(int(s) for s in acfg.steps)}/"
+    metrics.update({f"attack/relearn/{key.removeprefix(last)}": value for key, value in list(metrics.items())
+                    if key.startswith(last)})  # the attack's row: its last step
     metrics["attack/relearn/relearn_items"] = len(train)
-    metrics["attack/relearn/retain_rougeL_recall"] = ctx.retain_rouge(model)  # after the last step
-    metrics["attack/relearn/unlearned_retain_rougeL_recall"] = ctx.retain_rouge(ctx.unlearned)
+    metrics.update({f"attack/relearn/{k}": v for k, v in ctx.retain_scores(model).items()})  # after the last step
+    metrics.update({f"attack/relearn/{k}": v for k, v in ctx.retain_scores(ctx.unlearned, "unlearned_").items()})
     return metrics, logs

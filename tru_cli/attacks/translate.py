@@ -18,8 +18,11 @@ from tru_cli.backends import CHAT_BACKENDS
 log = logging.getLogger("tru")
 
 
-def references(ctx, acfg, lang: str) -> list[str]:
-    """The gold answers in `lang`, by the route the questions took; the English ones when none exists."""
+def references(ctx, acfg, lang: str) -> list[str] | None:
+    """The gold answers in `lang`, by the route the questions took; the English ones when none
+    exists; None for items whose answer is an option, not text."""
+    if not ctx.probe.free_text:
+        return None
     field = f"answer_{lang}"
     if all(r.get(field) for r in ctx.rows) or ctx.cfg.generator.backend in CHAT_BACKENDS:
         return rewritten(ctx, acfg, "translate", field, prompts.translation(lang, "text"), text="answer")
@@ -33,9 +36,10 @@ def run(ctx, acfg):
     for lang in acfg.languages:
         questions = rewritten(ctx, acfg, "translate", f"question_{lang}", prompts.translation(lang))
         golds = references(ctx, acfg, lang)
-        m, lg = prompt_attack(ctx, f"translate_{lang}", lambda i, r, q=questions: ctx.fmt.prompt_ids(q[i]),
-                              references=golds, unicode=True)
+        m, lg = prompt_attack(ctx, f"translate_{lang}", lambda i, r, q=questions, g=golds: {
+            "question": q[i], **({"answer": g[i]} if g else {})}, unicode=True)
         metrics.update(m)
-        logs += [{**row, "language": lang, "attacked_question": q, "reference": g}
-                 for row, q, g in zip(lg, questions, golds, strict=True)]
-    return {**metrics, **aggregate(metrics, "translate", [f"translate_{lang}" for lang in acfg.languages])}, logs
+        logs += [{**row, "language": lang, "attacked_question": q, **({"reference": golds[i]} if golds else {})}
+                 for i, (row, q) in enumerate(zip(lg, questions, strict=True))]
+    parts = [f"translate_{lang}" for lang in acfg.languages]
+    return {**metrics, **aggregate(metrics, "translate", parts, ctx.probe.metrics)}, logs

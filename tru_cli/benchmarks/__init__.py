@@ -10,7 +10,8 @@ Every module provides:
 - `judge_queries(bench, max_items)`: the free-text questions the LLM judge's answers come from
   ({"forget": [...] for UQ, "retain": [...] for RQ}, each row an id and a question);
 - `judge_sets(log_dir)`: saved free-text answers, for judging `eval.from_logs` without a model, or None;
-- `attack_sets(bench, max_items)`: the QA rows `tru attack` re-asks (forget, retain);
+- `attack_sets(bench, max_items, which)`: the rows `tru attack` re-asks (forget, retain), each of a
+  `kind` (qa, continuation, choice: attacks/probes.py); `which` = `attack.forget_items`, null for the default;
 - `from_logs(log_dirs, retain_logs, out_dir)`: metrics re-aggregated from saved logs;
 - `published_checkpoint(cfg, role)`: a published model standing for the finetuned one, or None;
 - `USES_RETAIN_LOGS`: whether a metric needs the retain model's logs (forget quality);

@@ -12,7 +12,7 @@ from omegaconf import DictConfig
 from tru_cli.data import sources
 from tru_cli.errors import TruError
 
-__all__ = ["training_rows", "forget_rows", "retain_rows", "all_text", "attack_sets", "from_logs",
+__all__ = ["training_rows", "forget_rows", "retain_rows", "all_text", "from_logs",
            "published_checkpoint"]
 
 
@@ -32,11 +32,6 @@ def retain_rows(bench: DictConfig) -> list[dict]:
 
 def all_text(bench: DictConfig) -> list[str]:
     return sources.role_texts(bench)
-
-
-def attack_sets(bench: DictConfig, max_items: int | None):
-    raise TruError(f"tru attack re-asks free-text QA items; benchmark={bench.name} has multiple-choice questions "
-                   "only (not supported yet); attack a TOFU-format or MUSE benchmark")
 
 
 def from_logs(log_dir: str, retain_logs: str | None, out_dir: Path) -> dict:

@@ -34,17 +34,26 @@ def _rows(bench: DictConfig, role: str, max_items: int | None) -> list[dict] | N
     return sources.capped(rows, max_items)
 
 
-def attack_sets(bench: DictConfig, max_items: int | None) -> tuple[list[dict], list[dict]]:
-    """(forget, retain) QA rows that `tru attack` re-asks: MUSE's KnowMem forget and retain
-    questions, in chat format with no few-shot prefix (the attacks score ROUGE recall of the greedy
-    answer against the short gold answer; MUSE's own KnowMem is few-shot ROUGE-L F1)."""
-    forget, retain = _rows(bench, "knowmem_forget", max_items), _rows(bench, "knowmem_retain", max_items)
+def attack_sets(bench: DictConfig, max_items: int | None, which: str | None = None) -> tuple[list[dict], list[dict]]:
+    """(forget, retain) rows that `tru attack` re-asks. `knowmem` (the default): MUSE's KnowMem forget
+    questions in chat format with no few-shot prefix, scored by ROUGE recall of the greedy answer
+    against the short gold answer (MUSE's own KnowMem is few-shot ROUGE-L F1). `verbmem`: the VerbMem
+    forget passages' openings continued as raw text, scored as VerbMem scores them (ROUGE-L F1 of
+    the continuation). Retain rows are the KnowMem retain questions either way (utility under a
+    weight attack)."""
+    which = which or "knowmem"
+    if which not in ("knowmem", "verbmem"):
+        raise TruError(f"attack.forget_items={which}; benchmark={bench.name} takes knowmem (its forget questions) "
+                       "or verbmem (continuations of its forget passages)")
+    role = f"{which}_forget"
+    forget, retain = _rows(bench, role, max_items), _rows(bench, "knowmem_retain", max_items)
     if not forget:
-        raise TruError(f"tru attack on benchmark={bench.name} re-asks its KnowMem forget questions: "
-                       f"{sources.absent(bench, 'knowmem_forget')}")
-    ids = {"forget": "knowmem_forget", "retain": "knowmem_retain"}
-    return ([{"id": f"{ids['forget']}-{i}", **r} for i, r in enumerate(forget)],
-            [{"id": f"{ids['retain']}-{i}", **r} for i, r in enumerate(retain or [])])
+        raise TruError(f"tru attack on benchmark={bench.name} with attack.forget_items={which} re-asks its {role} items: "
+                       f"{sources.absent(bench, role)}")
+    if which == "verbmem":
+        forget = [{"question": r["prompt"], "answer": r["gt"], "kind": "continuation"} for r in forget]
+    return ([{"id": f"{role}-{i}", **r} for i, r in enumerate(forget)],
+            [{"id": f"knowmem_retain-{i}", **r} for i, r in enumerate(retain or [])])
 
 
 def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None = None,

@@ -106,7 +106,9 @@ def keep_sets(bench: DictConfig) -> tuple[list[dict], list[dict], list[dict]]:
     return forget, keep_halves(bench, authors)[1], keep_halves(bench, facts(bench))[1]
 
 
-def attack_sets(bench: DictConfig, max_items: int | None) -> tuple[list[dict], list[dict]]:
+def attack_sets(bench: DictConfig, max_items: int | None, which: str | None = None) -> tuple[list[dict], list[dict]]:
+    if which not in (None, "qa"):
+        raise TruError(f"attack.forget_items={which}; benchmark={bench.name} has one attack set: qa (its forget questions)")
     forget, authors, kept_facts = keep_sets(bench)
     return sources.capped(forget, max_items), sources.capped(authors + kept_facts, max_items)
 

@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 from tru_cli.data import items, sources
 from tru_cli.data.encoding import PromptFormatter
 from tru_cli.data.items import row_text
+from tru_cli.errors import TruError
 from tru_cli.metrics import mia, scoring, tofu
 
 log = logging.getLogger("tru")
@@ -111,8 +112,10 @@ def holdout_set(bench: DictConfig, max_items: int | None = None) -> list[dict] |
     return sources.capped(sources.load_split(bench, split), max_items)
 
 
-def attack_sets(bench: DictConfig, max_items: int | None) -> tuple[list[dict], list[dict]]:
+def attack_sets(bench: DictConfig, max_items: int | None, which: str | None = None) -> tuple[list[dict], list[dict]]:
     """(forget, retain) QA rows that `tru attack` re-asks and checks utility on."""
+    if which not in (None, "qa"):
+        raise TruError(f"attack.forget_items={which}; benchmark={bench.name} has one attack set: qa (its forget questions)")
     sets = eval_sets(bench, max_items)
     return sets["forget"], sets["retain"]
 

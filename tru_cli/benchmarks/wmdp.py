@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 from tru_cli.benchmarks._corpus import *  # noqa: F403 (the corpus half of the interface)
 from tru_cli.data import items, sources
 from tru_cli.data.files import write_jsonl
+from tru_cli.errors import TruError
 from tru_cli.metrics import mcq
 
 log = logging.getLogger("tru")
@@ -87,3 +88,24 @@ def judge_queries(bench: DictConfig, max_items: int | None) -> dict[str, list[di
         log.warning("judge: no MMLU questions of %s: judge/rq is missing", ", ".join(sorted(subjects)) or "any subject")
     return {"forget": items.judge_queries(questions, f"wmdp_{domain}", max_items),
             "retain": items.judge_queries(mmlu, "mmlu", max_items)}
+
+
+def attack_sets(bench: DictConfig, max_items: int | None, which: str | None = None) -> tuple[list[dict], list[dict]]:
+    """(forget, retain) rows that `tru attack` re-asks: the WMDP questions as multiple choice, scored
+    as the evaluation scores them (lm-eval's zero-shot prompt, accuracy: its recovery is the attack's),
+    and the MMLU questions of `benchmark.mmlu_subjects` as the retain rows (utility under a weight attack)."""
+    if which not in (None, "questions"):
+        raise TruError(f"attack.forget_items={which}; benchmark={bench.name} has one attack set: questions (its "
+                       "multiple-choice questions)")
+    domain = str(bench.domain)
+    questions = sources.capped(sources.load_role(bench, "mcq"), max_items)
+    if not questions:
+        raise TruError(f"tru attack on benchmark={bench.name} re-asks its questions: {sources.absent(bench, 'mcq')}")
+    subjects = sorted(bench.get("mmlu_subjects") or []) if bench.wmdp.mmlu else []
+    pool = (sources.load_role(bench, "mmlu") or []) if subjects else []
+    mmlu = [r for s in subjects for r in sources.capped([r for r in pool if r.get("subject") == s], max_items) or []]
+    forget = [{"id": f"wmdp_{domain}-{i}", **r, "kind": "choice", "subject": mcq.WMDP_SUBJECTS[domain]}
+              for i, r in enumerate(questions)]
+    retain = [{"id": f"mmlu-{i}", **r, "kind": "choice", "subject": mcq.mmlu_subject(r["subject"])}
+              for i, r in enumerate(mmlu)]
+    return forget, retain

@@ -37,16 +37,20 @@ STOP_STRINGS = ("\n\n", "\nQuestion", "Question:")  # MUSE knowmem.py, in this o
 _SENTINEL = "\x00"
 
 
-@lru_cache(maxsize=1)
-def _scorer():
+@lru_cache(maxsize=2)
+def _scorer(unicode: bool = False):
     from rouge_score import rouge_scorer  # deferred: it loads nltk (about a second)
 
-    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False)  # MUSE: no stemming
+    from tru_cli.metrics.tofu import UnicodeWords
+
+    return rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=False,  # MUSE: no stemming
+                                    tokenizer=UnicodeWords(stem=False) if unicode else None)
 
 
-def rouge(gt: str, generation: str) -> dict[str, float]:
-    """ROUGE-1/ROUGE-L F1 and recall (0-1) of one generation against its reference, as MUSE logs them."""
-    s = _scorer().score(gt, generation)
+def rouge(gt: str, generation: str, unicode: bool = False) -> dict[str, float]:
+    """ROUGE-1/ROUGE-L F1 and recall (0-1) of one generation against its reference, as MUSE logs them
+    (`unicode`: over words of any script, for text in other languages; MUSE's is a-z and 0-9)."""
+    s = _scorer(unicode).score(gt, generation)
     return {"rougeL_f1": s["rougeL"].fmeasure, "rougeL_recall": s["rougeL"].recall,
             "rouge1_f1": s["rouge1"].fmeasure, "rouge1_recall": s["rouge1"].recall}
 
@@ -91,7 +95,12 @@ class _MuseDecoding:
 
 
 def _greedy(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
-    ids = [tok(p, add_special_tokens=True)["input_ids"] for p in prompts]
+    return continuations(model, tok, [tok(p, add_special_tokens=True)["input_ids"] for p in prompts],
+                         max_new_tokens, batch_size)
+
+
+def continuations(model, tok, ids: list[list[int]], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy continuations of raw prompt ids, decoded as MUSE decodes them (unstripped)."""
     out = batching.generate(model, _MuseDecoding(tok), ids, max_new_tokens, batch_size, do_sample=False)
     return [text[1:-1] if text[:1] == text[-1:] == _SENTINEL and len(text) > 1 else text
             for text, _ in out]

@@ -38,15 +38,19 @@ UTILITY_KEYS = ["retain_prob", "retain_rougeL_recall", "retain_truth_ratio",
 
 class UnicodeWords:
     """A rouge_score tokenizer that keeps words of every script (lowercased, `\\w+`), stemming the
-    ASCII ones with Porter as rouge_score does; its own tokenizer keeps only a-z and 0-9."""
+    ASCII ones with Porter as rouge_score does (`stem=False`: none, as MUSE scores); its own tokenizer
+    keeps only a-z and 0-9."""
 
-    def __init__(self):
+    def __init__(self, stem: bool = True):
         from nltk.stem import porter  # deferred with rouge_score, which depends on nltk
 
-        self.stemmer = porter.PorterStemmer()
+        self.stemmer = porter.PorterStemmer() if stem else None
 
     def tokenize(self, text: str) -> list[str]:
-        return [self.stemmer.stem(w) if w.isascii() and len(w) > 3 else w for w in re.findall(r"\w+", text.lower())]
+        words = re.findall(r"\w+", text.lower())
+        if self.stemmer is None:
+            return words
+        return [self.stemmer.stem(w) if w.isascii() and len(w) > 3 else w for w in words]
 
 
 def rouge_recalls(references: list[str], generations: list[str], unicode: bool = False) -> list[dict]:

@@ -1,6 +1,7 @@
 """tru attack: attack an unlearned model, re-evaluate the forget set, and report how much of the
 forgetting came back: recovery = (m_attacked - m_unlearned) / (m_original - m_unlearned), with
-m = forget ROUGE-L recall of greedy answers (the benchmark's main forget metric).
+m = the forget items' main metric: ROUGE-L recall of greedy answers to QA items, ROUGE-L F1 of
+passage continuations (MUSE VerbMem), accuracy on multiple-choice questions (WMDP); attacks/probes.py.
 
 Weight attacks (relearn, quantize) change a copy of the unlearned model; prompt attacks (translate,
 jailbreak, paraphrase, prefill, icl) change the questions. m_unlearned and m_original are the plain
@@ -14,9 +15,9 @@ from omegaconf import DictConfig
 from rich.console import Console
 from rich.table import Table
 
-from tru_cli import artifacts, benchmarks
-from tru_cli.attacks import ATTACKS, quantize
-from tru_cli.attacks.context import Context
+from tru_cli import artifacts
+from tru_cli.attacks import ATTACKS, probes, quantize
+from tru_cli.attacks.context import Context, attack_items
 from tru_cli.data.files import write_jsonl
 from tru_cli.errors import TruError
 from tru_cli.metrics import judge as judge_metrics
@@ -30,7 +31,9 @@ def run(cfg: DictConfig, recorder) -> None:
     unknown = [n for n in names if n not in ATTACKS]
     if unknown:
         raise TruError(f"attack.suite has {', '.join(unknown)}; choose from {', '.join(ATTACKS)}")
-    benchmarks.of(cfg.benchmark).attack_sets(cfg.benchmark, cfg.eval.max_items)  # a benchmark it cannot attack fails now
+    # a benchmark or an item kind an attack cannot take fails now, before any model loads
+    probe = probes.of(attack_items(cfg)[0])
+    probes.check(names, probe, cfg.benchmark.name)
     if "quantize" in names:  # fail before loading anything
         quantize.check(acfg if acfg.name == "quantize" else acfg.settings.quantize, cfg.device.accelerator == "cuda")
     if cfg.model.path is None:  # the run's own target, unlearned through the store
@@ -43,23 +46,27 @@ def run(cfg: DictConfig, recorder) -> None:
     recorder.add_artifact("reference_model", original)
     ctx = Context(cfg, str(unlearned), str(original))
     logs_dir = recorder.run_dir / "logs"
+    judged = bool(cfg.judge.backend) and probe.free_text
+    if cfg.judge.backend and not judged:
+        log.warning("attack: the judge reads free-text answers; %s items are answered with an option, so the "
+                    "attacks report %s recovery without judge/uq", probe.kind, probe.main)
     plain_uq = _judged_uq(cfg, ctx, [{"id": r.get("id"), "question": r["question"], "generation": p["generation"]}
                                      for r, p in zip(ctx.rows, ctx.plain["unlearned"], strict=True)],
-                          logs_dir, "judge_unattacked", recorder) if cfg.judge.backend else None
+                          logs_dir, "judge_unattacked", recorder) if judged else None
     for name in names:
         sub = acfg if acfg.name != "suite" else acfg.settings[name]
         log.info("attack %s", name)
         metrics, logs = ATTACKS[name](ctx, sub)
         recorder.add_metrics({k: v for k, v in metrics.items() if v is not None})
         write_jsonl(logs_dir / f"attack_{name}.jsonl", logs)
-        if cfg.judge.backend:  # the paper's robustness figure: UQ of the attacked answers, and its drop
+        if judged:  # the paper's robustness figure: UQ of the attacked answers, and its drop
             uq = _judged_uq(cfg, ctx, logs, logs_dir, f"judge_attack_{name}", recorder)
             recorder.add_metrics({f"attack/{name}/judge_uq": uq, f"attack/{name}/unlearned_judge_uq": plain_uq,
                                   f"attack/{name}/judge_uq_drop": None if uq is None or plain_uq is None
                                   else plain_uq - uq})
     recorder.add_metrics(ctx.usage)
     recorder.add_artifact("logs", recorder.run_dir / "logs")
-    _table(recorder.metrics, names)
+    _table(recorder.metrics, names, probe.main)
 
 
 def _judged_uq(cfg: DictConfig, ctx: Context, rows: list[dict], log_dir, label: str, recorder) -> float | None:
@@ -74,12 +81,12 @@ def _judged_uq(cfg: DictConfig, ctx: Context, rows: list[dict], log_dir, label: 
     return metrics.get("judge/uq")
 
 
-def _table(metrics: dict, names: list[str]) -> None:
-    table = Table(title="attacks: forget ROUGE-L recall and recovery of the forgetting")
+def _table(metrics: dict, names: list[str], main: str) -> None:
+    table = Table(title=f"attacks: forget {main} and recovery of the forgetting")
     for col in ("attack", "unlearned", "attacked", "original", "recovery"):
         table.add_column(col, justify="left" if col == "attack" else "right")
     for name in names:
         cells = [metrics.get(f"attack/{name}/{k}") for k in
-                 ("unlearned_forget_rougeL_recall", "forget_rougeL_recall", "original_forget_rougeL_recall", "recovery")]
+                 (f"unlearned_forget_{main}", f"forget_{main}", f"original_forget_{main}", "recovery")]
         table.add_row(name, *("-" if c is None else f"{c:.3f}" for c in cells))
     Console().print(table)
