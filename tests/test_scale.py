@@ -160,3 +160,19 @@ def test_plan_only_does_not_launch_or_build_anything(tmp_path):
             tmp_path)
     assert results(tmp_path / "run")["metrics"]["plan/fits"] == 1
     assert not (tmp_path / ".tru_store").exists()  # no finetune, no targets
+
+
+def test_a_step_too_big_for_this_machine_stops_naming_the_batch_that_fits(config, monkeypatch):
+    """SmolLM2 TRU on ~850-token MUSE chunks at 8 items per forward was killed on this 24 GiB machine
+    (2 per forward peaked at 12.3 GB): the check stops it first and names a per-device batch that fits."""
+    from tru_cli.errors import TruError
+    from tru_cli.methods import memory
+
+    monkeypatch.setattr(memory, "available_gib", lambda: 23.0)
+    cfg = config("unlearn", "model=smollm2-135m", "method=tru", "benchmark=muse_news")
+    with pytest.raises(TruError, match=r"per_device_batch_size=2 .*accumulation keeps the batch of 8"):
+        memory.check_host(cfg, 850, 3, False)
+    memory.check_host(cfg, 120, 3, False)  # TOFU-length sequences fit at 8
+    memory.check_host(config("unlearn", "model=smollm2-135m", "method=tru", "trainer.unlearn.per_device_batch_size=2"),
+                      850, 3, False)
+    memory.check_host(config("unlearn", "model=smollm2-135m", "device.memory_check=false"), 850, 3, False)

@@ -12,6 +12,7 @@ processes. Real use differs by allocator overhead and kernels; the plan is for d
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 
@@ -68,7 +69,10 @@ def lora_params(arch: dict, lora: DictConfig) -> int:
     return per_layer * int(arch["layers"])
 
 
-def plan(cfg: DictConfig, sequences_per_item: int, reference_copy: bool) -> Plan:
+def plan(cfg: DictConfig, sequences_per_item: int, reference_copy: bool, length: int | None = None,
+         per_device: int | None = None, budget_gib: float | None = None) -> Plan:
+    """The plan for sequences of `length` tokens (default model.max_length, the longest allowed),
+    `per_device` items per forward (default the trainer's), against `budget_gib` (default the GPU's)."""
     arch = architecture(cfg.model)
     params = float(arch["params"])
     wbytes = DTYPE_BYTES.get(str(cfg.device.dtype), 4)
@@ -79,8 +83,9 @@ def plan(cfg: DictConfig, sequences_per_item: int, reference_copy: bool) -> Plan
     processes = int(cfg.device.get("num_processes") or 1)
     shard = processes if cfg.device.get("strategy") in ("fsdp", "deepspeed") else 1
     recipe = cfg.trainer.unlearn
-    batch = max(1, min(int(recipe.per_device_batch_size), int(recipe.batch_size) // processes)) * sequences_per_item
-    s, h, layers, heads = int(cfg.model.max_length), int(arch["hidden_size"]), int(arch["layers"]), int(arch["heads"])
+    items = per_device or max(1, min(int(recipe.per_device_batch_size), int(recipe.batch_size) // processes))
+    batch = items * sequences_per_item
+    s, h, layers, heads = int(length or cfg.model.max_length), int(arch["hidden_size"]), int(arch["layers"]), int(arch["heads"])
     layer_acts = s * batch * h * (34 + 5 * heads * s / h)
     checkpointing = bool(cfg.trainer.get("gradient_checkpointing"))
     acts = layers * 2 * s * batch * h + layer_acts if checkpointing else layers * layer_acts
@@ -92,8 +97,52 @@ def plan(cfg: DictConfig, sequences_per_item: int, reference_copy: bool) -> Plan
         "activations" + (" (checkpointed)" if checkpointing else ""): acts / GiB,
         "logits for the loss": batch * s * int(arch["vocab_size"]) * 6 / GiB,
     }
-    budget = float(cfg.device.get("gpu_memory_gb") or 80) * 1e9 / GiB
+    budget = budget_gib if budget_gib is not None else float(cfg.device.get("gpu_memory_gb") or 80) * 1e9 / GiB
     return Plan(parts, sum(parts.values()), budget, processes)
+
+
+def available_gib() -> float | None:
+    """Memory this machine can still give (MemAvailable of /proc/meminfo), or None where unknown."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024 / GiB
+    except OSError:
+        return None
+    return None
+
+
+def check_host(cfg: DictConfig, longest: int, sequences_per_item: int, reference_copy: bool) -> None:
+    """On a CPU, before the first step: the plan for the longest encoded sequence against the memory
+    left on this machine (the model is loaded already, so its weights are not counted twice). A run
+    that would not fit stops in one line naming the per-device batch that does: the kernel would
+    otherwise kill it mid-step and the run would be lost. Measured on SmolLM2-135M (TRU on MUSE
+    chunks of ~850 tokens, 2 items per forward): plan 11.7 GiB, peak RSS 12.3 GB; 8 items per
+    forward were killed on this 24 GiB machine. `device.memory_check=false` skips it."""
+    if cfg.device.accelerator == "cuda" or not cfg.device.get("memory_check", True):
+        return
+    available = available_gib()
+    if available is None or not (cfg.model.get("size") or cfg.model.get("architecture")):
+        return  # unknown memory or a model without the numbers the plan reads
+    # a tenth kept back for the allocator and the interpreter; ddp_sim ranks share the machine
+    share = 0.9 * available / int(cfg.device.get("num_processes") or 1)
+
+    def need(items: int | None = None) -> float:
+        p = plan(cfg, sequences_per_item, reference_copy, length=longest, per_device=items)
+        return p.total - p.parts["weights"] - p.parts.get("reference model copy", 0.0)
+
+    if need() <= share:
+        return
+    recipe = cfg.trainer.unlearn
+    fitting = [n for n in range(int(recipe.per_device_batch_size) - 1, 0, -1)
+               if int(recipe.batch_size) % n == 0 and need(n) <= share]
+    fix = (f"set trainer.unlearn.per_device_batch_size={fitting[0]} (about {need(fitting[0]):.1f} GiB; accumulation "
+           f"keeps the batch of {recipe.batch_size})" if fitting else "use a shorter model.max_length or "
+           "benchmark.chunk_words")
+    raise TruError(f"unlearning needs about {need():.1f} GiB beyond the loaded model ({sequences_per_item} sequences "
+                   f"of up to {longest} tokens per item, {recipe.per_device_batch_size} items per forward) and this "
+                   f"machine has {share:.1f} GiB free; {fix}, or trainer.gradient_checkpointing=true, or "
+                   "device.memory_check=false to try anyway")
 
 
 def advice(cfg: DictConfig, p: Plan) -> str:

@@ -51,6 +51,12 @@ class ForgetRetainDataset(torch.utils.data.Dataset):
     def __len__(self) -> int:
         return len(self.rows)
 
+    def longest(self) -> int:
+        """Tokens of the longest sequence any step can see (the memory check sizes a step by it)."""
+        seqs = [s for row in self.rows for key, v in row.items()
+                for s in (v if key == "idk_by_epoch" else [v]) if isinstance(s, dict) and "input_ids" in s]
+        return max(len(s["input_ids"]) for s in seqs + self.retain)
+
     def __getitem__(self, i: int) -> dict:
         row = dict(self.rows[i])
         variants = row.pop("idk_by_epoch", None)

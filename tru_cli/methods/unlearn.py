@@ -165,6 +165,7 @@ def train(cfg: DictConfig, model_path: str, forget: list[dict], retain: list[dic
     trained = lora.trainable_count(model) if adapters else freeze_all_but(model, method.get("trainable"))
     data = ForgetRetainDataset(rows, [fmt.encode_row(r) for r in retain] if "retain" in parts else [],
                                seed=int(cfg.seed))
+    memory.check_host(cfg, data.longest(), len(parts), ref_model is not None and not adapters)
     objective = objectives.Objective(method, model, ref_model, seed=int(cfg.seed))
     curve = CurveRecorder(on_log)
     trainer = UnlearnTrainer(model=model, args=training_args(cfg, cfg.trainer.unlearn, out_dir / "trainer"),
