@@ -258,7 +258,9 @@ def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Pat
         loading.save(model, tokenizer, Path(out_dir) / "model")
     if trainer.is_world_process_zero():
         write_jsonl(Path(out_dir) / "train_log.jsonl", curve.rows)
-    return {**summarize_curve(curve.rows, prefix), f"{prefix}/train_seconds": seconds}
+    # every step taken (the curve holds only the logged ones: with logging_steps=5, a 2-step run logged step 1)
+    return {**summarize_curve(curve.rows, prefix), f"{prefix}/steps": trainer.state.global_step,
+            f"{prefix}/train_seconds": seconds}
 
 
 def summarize_curve(rows: list[dict], prefix: str) -> dict:
