@@ -1,7 +1,7 @@
 """What the corpus benchmarks (MUSE, WMDP) share: their raw forget and retain corpora, cut into
-chunks, are the unlearning data; their targets are published checkpoints (none is finetuned here
-for them yet); `eval.from_logs`, which reads TOFU-format logs, does not apply, nor does `tru attack`
-unless the benchmark has QA items to re-ask (MUSE's KnowMem does; WMDP's multiple choice not yet)."""
+chunks, are the unlearning data; their targets are published checkpoints (a published backbone is
+unlearned as it is); `eval.from_logs`, which reads TOFU-format logs, does not apply. What `tru attack`
+re-asks is each module's own (`attack_sets`: MUSE's KnowMem or VerbMem, WMDP's questions)."""
 
 from __future__ import annotations
 
