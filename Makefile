@@ -9,7 +9,12 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 # (the hub's locuslab/TOFU otherwise): make demo-real REAL_DATA=DIR for another copy.
 REAL_DATA ?= $(if $(wildcard ../shared/data/tofu/real_authors_perturbed.jsonl),../shared/data/tofu,)
 
-.PHONY: install demo demo-real test test-fast lint bench compare clean
+# The paper's tables and figures (tru reproduce; experiments/paper/): make table1 [SCALE=paper|cpu]
+# [PLAN=1] [DATA=DIR]. SCALE defaults to cpu without CUDA; PLAN=1 prints the jobs, memory, requests,
+# cost and device hours offline and starts nothing; DATA is the CPU scale's slices (../shared/data).
+PAPER_TARGETS := table1 table2 robustness standard-metrics alpha-sweep option-shuffle
+
+.PHONY: install demo demo-real test test-fast lint bench compare clean $(PAPER_TARGETS)
 
 install: $(VENV)/.installed
 
@@ -45,6 +50,10 @@ test-fast: install
 compare: install
 	$(OFFLINE) $(TRU) pipeline -m experiments=compare hydra.sweep.dir=runs/compare
 	$(OFFLINE) $(TRU) report runs/compare
+
+$(PAPER_TARGETS): install
+	$(if $(filter paper,$(SCALE)),,$(OFFLINE)) $(TRU) reproduce $@ $(if $(SCALE),--scale $(SCALE),) \
+	  $(if $(PLAN),--plan,) $(if $(DATA),--data $(DATA),)
 
 lint: install
 	$(VENV)/bin/ruff check tru_cli tests benchmarks

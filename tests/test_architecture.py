@@ -28,7 +28,7 @@ LAYERS = [
     ["tru_cli.attacks", "tru_cli.report"],                    # one module per attack; tru report
     ["tru_cli.artifacts", "tru_cli.preflight"],               # find-or-build through the store; input checks
     ["tru_cli.stages"],                                       # one thin runner per command
-    ["tru_cli.runner"],                                       # Hydra, several processes
+    ["tru_cli.runner", "tru_cli.reproduce"],                  # Hydra, several processes; the paper targets as jobs
     ["tru_cli.cli", "tru_cli.__main__"],                      # the Typer app
 ]
 

@@ -174,6 +174,42 @@ _command("attack", """Attack an unlearned model and report how much forgetting c
 """)
 
 
+@app.command("reproduce")
+def reproduce(
+    target: str = typer.Argument(..., help="table1, table2, robustness, standard-metrics, alpha-sweep, option-shuffle."),
+    scale: str = typer.Option(None, "--scale", help="paper or cpu (default: cpu without CUDA, paper with it)."),
+    plan: bool = typer.Option(False, "--plan", help="Print the jobs, memory, requests, cost and hours; start nothing."),
+    data: str = typer.Option(None, "--data", help="The benchmark slices' folder for SCALE=cpu (default ../shared/data)."),
+) -> None:
+    """Reproduce one of the paper's tables or figures (make table1 [SCALE=paper|cpu] [PLAN=1]).
+
+    [bold]Examples[/bold]
+
+      tru reproduce table1 --scale paper --plan     # jobs, GPU memory, API requests, cost, GPU hours
+
+      tru reproduce table2 --scale cpu --plan
+    """
+    from tru_cli.reproduce import plan as planning  # deferred: see _launch
+    from tru_cli.reproduce import show, spec
+
+    try:
+        scale = scale or _default_scale()
+        paper_spec, settings = spec.load(target, scale, data)
+        if not plan:
+            raise TruError(f"make {target} runs its jobs in a later release; PLAN=1 (--plan) prints what they "
+                           f"would be")
+        plans = [planning.plan_job(job, settings) for job in spec.jobs(paper_spec, settings)]
+        show.plan_table(target, scale, plans, planning.summarize(plans, settings), settings)
+    except TruError as exc:
+        _fail(str(exc))
+
+
+def _default_scale() -> str:
+    import torch  # deferred: only the default of `tru reproduce` asks
+
+    return "paper" if torch.cuda.is_available() else "cpu"
+
+
 def _version(value: bool) -> None:
     if value:
         typer.echo(f"tru {__version__}")

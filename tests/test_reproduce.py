@@ -1,0 +1,79 @@
+"""The paper's tables as make targets (tru reproduce): every target becomes jobs at both scales, and
+PLAN=1 prints the jobs, memory, requests, cost and device hours offline, starting nothing."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+
+from tests.conftest import ROOT, run_tru
+from tru_cli.reproduce import plan, spec
+
+TARGETS = ["alpha-sweep", "option-shuffle", "robustness", "standard-metrics", "table1", "table2"]
+
+
+def test_every_paper_target_is_one_job_per_benchmark_and_row_at_both_scales():
+    assert spec.targets() == TARGETS and spec.scales() == ["cpu", "paper"]
+    for target in TARGETS:
+        for scale in ("paper", "cpu"):
+            paper_spec, settings = spec.load(target, scale)
+            jobs = spec.jobs(paper_spec, settings)
+            assert len(jobs) == len(paper_spec.benchmarks) * len(paper_spec.rows)
+            for job in jobs:
+                bench = [str(o) for o in settings.benchmarks[job.benchmark]]
+                assert all(o in job.overrides for o in bench)  # the scale's backbone and data for that benchmark
+                assert (job.command == "eval") == (job.row == spec.ORIGINAL and paper_spec.command == "pipeline")
+                assert ("judge=none" in job.overrides) == (not paper_spec.judged)  # no judge bill for accuracy tables
+    _, cpu = spec.load("table1", "cpu", data="/slices")
+    assert "benchmark.data_dir=/slices/wmdp" in spec.jobs(*spec.load("table1", "cpu", data="/slices"))[0].overrides
+    assert cpu.data == "/slices"
+
+
+def test_paper_scale_jobs_fit_one_80gb_gpu_with_the_batch_the_plan_picks():
+    paper_spec, settings = spec.load("table2", "paper")
+    plans = [plan.plan_job(job, settings) for job in spec.jobs(paper_spec, settings)]
+    for p, cfg in plans:
+        assert cfg.device.accelerator == "cuda" and cfg.trainer.get("lora") and cfg.judge.name == "openai"
+        assert p.fits and p.memory_gib < 80 and cfg.trainer.unlearn.batch_size % p.per_device == 0
+    models = {p.job.benchmark: cfg.model.name for p, cfg in plans}
+    assert models == {"wmdp_bio": "zephyr-7b-beta", "tofu_forget05": "llama2-7b-chat"}
+    totals = plan.summarize(plans, settings)
+    # targets once per benchmark and prompt (TRU and its ablations share them; w/o Criteria has its own;
+    # w/o L_target needs none); the judge asks 100 UQ and 100 RQ queries of each of the 10 models
+    items = settings.forget_items
+    assert totals["generator_requests"] == 2 * (items.wmdp_bio + items.tofu_forget05)
+    assert totals["judge_requests"] == 10 * 2 * settings.judge_items
+    assert totals["cost_usd"] > 0 and totals["device_hours"] > 0
+
+
+@pytest.mark.slow
+def test_make_table_plan_prints_the_plan_offline_and_starts_nothing(tmp_path):
+    dry = subprocess.run(["make", "-n", "table1", "SCALE=paper", "PLAN=1"], cwd=ROOT, capture_output=True, text=True)
+    assert "reproduce table1 --scale paper" in dry.stdout and "--plan" in dry.stdout
+    proc = run_tru(["reproduce", "table1", "--scale", "paper", "--plan"], tmp_path)
+    out = proc.stdout
+    assert "44 jobs" in out and "Nothing was started" in out and "wmdp_bio/original" in out and "muse_news/rmu" in out
+    assert "7,100 requests" in out  # generator: one target per forget item of the four benchmarks (estimates)
+    assert "every job fits" in out
+    assert not (tmp_path / ".tru_store").exists() and not (tmp_path / "runs").exists()  # no run, no store
+
+
+def test_unknown_target_or_scale_is_one_line(tmp_path):
+    for args, needle in ((["table9", "--plan"], "no paper target 'table9'; choose alpha-sweep"),
+                         (["table1", "--scale", "gpu", "--plan"], "SCALE=gpu; choose cpu or paper")):
+        proc = run_tru(["reproduce", *args], tmp_path, check=False)
+        lines = [line for line in proc.stderr.splitlines() if line.strip()]
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+
+
+def test_published_uq_is_the_mean_of_its_published_sub_scores():
+    checked = 0
+    for bench, rows in spec.published("table1").items():
+        for row, values in rows.items():
+            subs = [values[f"judge/uq_{k}"] for k in ("relevance", "rejection", "helpfulness")]
+            assert values["judge/uq"] == pytest.approx(sum(subs) / 3, abs=0.006), (bench, row)
+            checked += 1
+    assert checked == 20
+    # the ablation table's full TRU on WMDP-Bio is the main table's TRU
+    assert spec.published("table2")["wmdp_bio"]["tru"]["judge/uq"] == spec.published("table1")["wmdp_bio"]["tru"]["judge/uq"]
