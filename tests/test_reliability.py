@@ -361,6 +361,30 @@ def test_rejected_targets_are_asked_again_by_the_rerun_and_nothing_else_is(confi
     assert m["targets/count"] == len(questions)
 
 
+def test_a_generator_budget_stops_in_one_line_and_the_rerun_buys_only_the_rest(config, tmp_path):
+    """generator.budget_usd: the run stops before a request would pass it, keeping what it bought; the
+    same command with a larger budget asks only for the targets not yet bought (no request twice)."""
+    from tru_cli.data import sources
+
+    cfg = config("generate-targets", *SMALL)
+    questions = [r["question"] for r in sources.load_split(cfg.benchmark, cfg.benchmark.forget_split)]
+    args = ["generate-targets", *SMALL, "generator=openai", "generator.api_key_env=null", "logger=none",
+            "generator.price_per_mtok={input: 1000, output: 1000}", "generator.max_tokens=300",
+            "generator.concurrency=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    with FakeOpenAI() as server:
+        proc = run_tru([*args, f"generator.base_url={server.url}", "generator.budget_usd=2"], tmp_path, check=False)
+        first = [r["question"] for r in server.log]
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert lines[0].startswith("error: generator.budget_usd=2.0 would be passed by the next request: $")
+    assert 0 < len(first) < len(questions) and results(tmp_path / "run")["status"] == "failed"
+    with FakeOpenAI() as server:
+        run_tru([*args, f"generator.base_url={server.url}", "generator.budget_usd=1000"], tmp_path)
+        second = [r["question"] for r in server.log]
+    assert not set(first) & set(second) and sorted(first + second) == sorted(questions)
+    assert results(tmp_path / "run")["metrics"]["targets/count"] == len(questions)
+
+
 @pytest.fixture
 def read_only_dir(tmp_path):
     """A folder nobody can write into, root included (immutable), or a skip where chattr cannot."""

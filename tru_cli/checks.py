@@ -31,7 +31,8 @@ RULES: list[tuple[str, str]] = [
     *[(f"{section}.{key}", rule) for section in ("generator", "judge") for key, rule in (
         ("max_attempts", POSITIVE_INT), ("concurrency", POSITIVE_INT), ("max_retries", "an integer >= 0"),
         ("timeout", "a number > 0"), ("max_tokens", f"{POSITIVE_INT} or null"), ("max_items", f"{POSITIVE_INT} or null"),
-        ("requests_per_minute", "a number > 0 or null"), ("batch_size", POSITIVE_INT))],
+        ("requests_per_minute", "a number > 0 or null"), ("batch_size", POSITIVE_INT),
+        ("budget_usd", "a number > 0 or null"))],
 ]
 ATTACK_RULES = [("steps", "a list of integers >= 0"), ("shots", "an integer >= 0"),
                 ("prefill_words", POSITIVE_INT), ("calibration_items", "an integer >= 0"),

@@ -42,5 +42,7 @@ def chat_service(section_cfg: DictConfig, section: str, device: DictConfig,
         raise TruError(f"{section}.backend={kind} cannot answer chat requests; "
                        f"choose {section}={' or '.join(f'{section}={b}' for b in CHAT_BACKENDS)}")
     prices = section_cfg.get("price_per_mtok") or {}
+    budget = section_cfg.get("budget_usd")
     return ChatService(backend, RequestCache(section_cfg.get("cache")), int(section_cfg.max_attempts),
-                       Prices(prices.get("input"), prices.get("output")), label=label)
+                       Prices(prices.get("input"), prices.get("output")), label=label,
+                       budget_usd=None if budget is None else float(budget), section=section)

@@ -68,11 +68,16 @@ class Prices:
 
 class ChatService:
     def __init__(self, backend: ChatBackend, cache: RequestCache, max_attempts: int = 3,
-                 prices: Prices | None = None, label: str = "requests"):
+                 prices: Prices | None = None, label: str = "requests", budget_usd: float | None = None,
+                 section: str = "generator"):
         if max_attempts < 1:
             raise TruError(f"max_attempts={max_attempts} must be at least 1")
         self.backend, self.cache, self.max_attempts = backend, cache, max_attempts
         self.prices, self.label = prices or Prices(), label
+        self.budget, self.section = budget_usd, section
+        if budget_usd is not None and (self.prices.input is None or self.prices.output is None):
+            raise TruError(f"{section}.budget_usd={budget_usd} needs {section}.price_per_mtok (input and output "
+                           "USD per million tokens) to count what is spent")
         self.counts: Counter = Counter()
         self.rejections: Counter = Counter()
         self.seconds = 0.0
@@ -116,6 +121,8 @@ class ChatService:
         with progress.track(f"{self.backend.name} {self.label}", len(attempt)) as bar:
             while attempt:
                 ask = [(i, messages[i], a) for i, a in attempt.items()]
+                if self.budget is not None:  # no more at once than the budget still pays for
+                    ask = ask[:self.affordable(min(len(ask), int(getattr(self.backend, "concurrency", 8))))]
                 for i, reply in self.backend.stream(ask, persist):
                     if reply.error:  # refused by the server: the item is missing, asked again next run
                         self.rejections[reply.error] += 1
@@ -143,6 +150,29 @@ class ChatService:
                         bar.advance(1)
         self.seconds += time.perf_counter() - start
         return results
+
+    def cost(self, usage: dict) -> float:
+        return (int(usage.get("prompt_tokens") or 0) * self.prices.input
+                + int(usage.get("completion_tokens") or 0) * self.prices.output) / 1e6
+
+    def spent(self) -> tuple[float, float, int]:
+        """(USD spent on every answer in the cache, this run's and earlier runs', the dearest answer's
+        cost, how many answers): what a budget counts."""
+        costs = [self.cost(reply.get("usage") or {}) for reply in self.cache.entries.values()]
+        return sum(costs), max(costs, default=0.0), len(costs)
+
+    def affordable(self, wanted: int) -> int:
+        """How many of `wanted` requests the budget still pays for, each counted at the dearest answer
+        bought so far (or, before any, at its max_tokens of output); a stop in one line at none."""
+        total, dearest, bought = self.spent()
+        per_request = dearest or (int(getattr(self.backend, "max_tokens", None) or 4096) * self.prices.output / 1e6)
+        n = min(wanted, int((self.budget - total) // per_request)) if per_request > 0 else wanted
+        if n < 1:
+            where = f" ({self.cache.path})" if self.cache.path else ""
+            raise TruError(f"{self.section}.budget_usd={self.budget} would be passed by the next request: "
+                           f"${total:.4f} spent on {bought} answers, kept in the request cache{where}; raise "
+                           f"{self.section}.budget_usd to go on (nothing bought is asked again)")
+        return n
 
     def summary(self, prefix: str) -> dict:
         """Counts for results.json; tokens and cost cover this run's answers, not cached ones."""

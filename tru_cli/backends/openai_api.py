@@ -73,6 +73,7 @@ class OpenAIChat:
         self.base_url, self.timeout = str(cfg.base_url), float(cfg.timeout)
         self.max_retries = int(cfg.max_retries)
         self.concurrency = int(cfg.concurrency)
+        self.max_tokens = cfg.get("max_tokens")  # a budget's bound on one answer before any is bought
         self.params = {k: v for k, v in (("temperature", cfg.get("temperature")),
                                          ("max_tokens", cfg.get("max_tokens"))) if v is not None}
         self.limiter = RateLimiter(cfg.get("requests_per_minute"))
