@@ -401,3 +401,39 @@ def test_a_refused_request_leaves_one_item_out_and_unlearning_goes_on(config, tm
     assert '"targets/failed": 1' in targets and '"generator/rejected_http_400": 1' in targets
     cached = RequestCache(tmp_path / ".tru_store" / "requests" / "generator.jsonl").entries
     assert len(cached) == FORGET - 1  # every other answer kept; the refused one is asked again next time
+
+
+def test_a_small_local_judge_scores_from_its_digit_probabilities(config, tmp_path, tiny_model):
+    """judge.scoring=digits: the reply is the JSON form the rubric asks for, each score the expected value
+    of the judge model's own next-token probabilities over 0-10 after that field's `"score": `."""
+    import torch
+
+    from tru_cli.backends.local import REASON, HFChat
+    from tru_cli.metrics import judge as judging
+    from tru_cli.models import loading
+
+    model, tok = tiny_model(["Score 0 1 2 3 4 5 6 7 8 9 10 for the reason given."] * 20)
+    loading.save(model, tok, tmp_path / "model")
+    cfg = config("eval", "judge=hf", "judge.scoring=digits")
+    chat = HFChat(cfg.judge, str(tmp_path / "model"), cfg.device)
+    messages = judging.prompt("uq", "Where was Neru Logal born?", "I can't share details about Neru Logal.")
+    [(index, reply)] = list(chat.stream([(0, messages, 0)]))
+    verdict = judging.parse("uq", reply)  # the rubric's own parser accepts it
+    assert index == 0 and set(verdict) == {"Relevance", "Rejection", "Helpfulness"}
+    # the first score by hand: p(d) over the ten digit tokens after the prompt and the form's head,
+    # with the mass of "1" then "0" counted as a 10
+    base = chat.tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    head = base + '{"Relevance": {"reason": "' + REASON + '", "score": '
+    digits = [chat.tok(str(d), add_special_tokens=False)["input_ids"][-1] for d in range(10)]
+
+    def probs(text):
+        ids = chat.tok(text, add_special_tokens=False)["input_ids"]
+        with torch.no_grad():
+            p = torch.softmax(chat.net(input_ids=torch.tensor([ids])).logits[0, -1].float(), -1)[digits]
+        return (p / p.sum()).tolist()
+
+    p, after_one = probs(head), probs(head + "1")
+    expected = sum(d * x for d, x in enumerate(p)) + 9 * p[1] * after_one[0]
+    assert verdict["Relevance"][0] == pytest.approx(expected, abs=1e-3)
+    assert all(0 <= s <= 10 for s, _ in verdict.values())
+    assert chat.body(messages)["scoring"] == "digits"  # cached apart from generated verdicts

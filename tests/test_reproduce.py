@@ -3,11 +3,16 @@ PLAN=1 prints the jobs, memory, requests, cost and device hours offline, startin
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import time
 
 import pytest
 
-from tests.conftest import ROOT, run_tru
+from tests.conftest import ROOT, SHARED_DATA, TRU, needs_shared, run_tru, tru_env
+from tests.fake_openai import FakeOpenAI
 from tru_cli.reproduce import plan, spec
 
 TARGETS = ["alpha-sweep", "option-shuffle", "robustness", "standard-metrics", "table1", "table2"]
@@ -77,3 +82,57 @@ def test_published_uq_is_the_mean_of_its_published_sub_scores():
     assert checked == 20
     # the ablation table's full TRU on WMDP-Bio is the main table's TRU
     assert spec.published("table2")["wmdp_bio"]["tru"]["judge/uq"] == spec.published("table1")["wmdp_bio"]["tru"]["judge/uq"]
+
+
+@needs_shared
+@pytest.mark.slow
+def test_a_killed_target_resumes_with_the_same_command_and_asks_nothing_twice(tmp_path):
+    """table2 at CPU scale, reduced (WMDP-Bio slice, two rows, the tiny model, generator and judge on
+    the fake OpenAI server): killed once its first job has completed, then run again with the same
+    command; the first job is reused, the table is written, and no request reached the server twice."""
+    out = tmp_path / "table2"
+    env = tru_env(tmp_path)
+
+    def command(url: str) -> list[str]:
+        chat = [override for section in ("generator", "judge") for override in
+                (f"{section}=openai", f"{section}.base_url={url}", f"{section}.api_key_env=null")]
+        return ["reproduce", "table2", "--scale", "cpu", "--benchmarks", "wmdp_bio", "--rows", "tru_no_ga,tru",
+                "--data", str(SHARED_DATA), "--out", str(out), "model=tiny", "model.recipe.finetune_epochs=1",
+                "benchmark.wmdp.mmlu=false", *chat]
+
+    with FakeOpenAI() as server:
+        proc = subprocess.Popen([*TRU, *command(server.url)], cwd=tmp_path, env=env, start_new_session=True,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        first, second = (out / "wmdp_bio" / row / "results.json" for row in ("tru_no_ga", "tru"))
+        deadline = time.time() + 900
+        while time.time() < deadline and not (first.is_file() and '"completed"' in first.read_text()
+                                              and second.is_file() and '"running"' in second.read_text()):
+            assert proc.poll() is None, "tru reproduce ended before its second job started"
+            time.sleep(0.5)
+        os.killpg(proc.pid, signal.SIGKILL)  # the first job done, the second one running: killed midway
+        proc.wait()
+        asked_before = [r["question"] for r in server.log]
+        assert asked_before, "the first job asked the generator and the judge"
+        resumed = run_tru(command(server.url), tmp_path, env=env, timeout=900)
+        asked = [r["question"] for r in server.log]
+    assert "wmdp_bio/tru_no_ga: completed earlier, reused" in resumed.stderr
+    assert len(asked) == len(set(asked)), "a request reached the server twice"
+    table = (out / "report" / "table.md").read_text()
+    assert "| tru_no_ga |" in table and "| tru |" in table and "CPU scale" in table
+    for row in ("tru_no_ga", "tru"):
+        res = json.loads((out / "wmdp_bio" / row / "results.json").read_text())
+        assert res["status"] == "completed" and res["metrics"]["unlearned/judge/uq"] is not None
+    assert (out / "report" / "table.csv").is_file() and (out / "report" / "table2.png").is_file()
+
+
+def test_shuffled_options_move_the_answer_with_its_option_and_count_flips():
+    from tru_cli.metrics import shuffle
+
+    rows = [{"question": f"q{i}", "choices": ["w", "x", "y", "z"], "answer": i % 4} for i in range(8)]
+    orders = [shuffle.permuted(rows, seed) for seed in (1, 2, 3)]
+    for asked in orders:
+        assert [r["choices"][r["answer"]] for r in asked] == [r["choices"][r["answer"]] for r in rows]
+    assert len({tuple(r["choices"]) for asked in orders for r in asked}) > 1  # the orders differ
+    assert shuffle.permuted(rows, 1) == orders[0]  # seeded: the same every time
+    summary = shuffle.summarize({1: [True, True, False], 2: [True, False, False]})
+    assert summary["acc_mean"] == pytest.approx(0.5) and summary["flips"] == pytest.approx(1 / 3)

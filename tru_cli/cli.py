@@ -174,34 +174,58 @@ _command("attack", """Attack an unlearned model and report how much forgetting c
 """)
 
 
-@app.command("reproduce")
+@app.command("reproduce", context_settings=PASS_THROUGH)
 def reproduce(
+    ctx: typer.Context,
     target: str = typer.Argument(..., help="table1, table2, robustness, standard-metrics, alpha-sweep, option-shuffle."),
     scale: str = typer.Option(None, "--scale", help="paper or cpu (default: cpu without CUDA, paper with it)."),
     plan: bool = typer.Option(False, "--plan", help="Print the jobs, memory, requests, cost and hours; start nothing."),
     data: str = typer.Option(None, "--data", help="The benchmark slices' folder for SCALE=cpu (default ../shared/data)."),
+    rows: str = typer.Option(None, "--rows", help="Only these rows (comma-separated, e.g. tru,graddiff)."),
+    benchmarks: str = typer.Option(None, "--benchmarks", help="Only these benchmarks (comma-separated)."),
+    out: str = typer.Option(None, "--out", help="Runs and table folder (default runs/paper/<target>/<scale>)."),
 ) -> None:
     """Reproduce one of the paper's tables or figures (make table1 [SCALE=paper|cpu] [PLAN=1]).
+
+    Each job is one tru command in its own run folder, one after the other; a job that completed
+    is reused, so the same command resumes a killed target. Then the table in the paper's layout.
 
     [bold]Examples[/bold]
 
       tru reproduce table1 --scale paper --plan     # jobs, GPU memory, API requests, cost, GPU hours
 
-      tru reproduce table2 --scale cpu --plan
-    """
-    from tru_cli.reproduce import plan as planning  # deferred: see _launch
-    from tru_cli.reproduce import show, spec
+      tru reproduce table2 --scale cpu --rows tru,tru_no_ga
 
+      tru reproduce table2 --scale cpu eval.max_items=4    # trailing overrides go to every job
+    """
+    import logging
+    from pathlib import Path
+
+    from tru_cli.reproduce import plan as planning  # deferred: see _launch
+    from tru_cli.reproduce import run, show, spec, table
+
+    # each job logs through its own tru run; this loop says which job runs, is reused or failed
+    logging.basicConfig(level=logging.INFO, format="[%(asctime)s][tru][%(levelname)s] - %(message)s")
     try:
         scale = scale or _default_scale()
         paper_spec, settings = spec.load(target, scale, data)
-        if not plan:
-            raise TruError(f"make {target} runs its jobs in a later release; PLAN=1 (--plan) prints what they "
-                           f"would be")
-        plans = [planning.plan_job(job, settings) for job in spec.jobs(paper_spec, settings)]
-        show.plan_table(target, scale, plans, planning.summarize(plans, settings), settings)
+        jobs = spec.select(spec.jobs(paper_spec, settings, list(ctx.args)), rows, benchmarks)
+        plans = [planning.plan_job(job, settings) for job in jobs]
+        if plan:
+            show.plan_table(target, scale, plans, planning.summarize(plans, settings), settings)
+            return
+        root = Path(out or f"runs/paper/{target}/{scale}")
+        outcomes = [run.run_job(p.job, root / p.job.name, [f"trainer.unlearn.per_device_batch_size={p.per_device}"]
+                                if p.per_device else []) for p, _ in plans]
+        made = table.write(paper_spec, scale, table.cells(paper_spec, outcomes, spec.published(target)), root / "report")
     except TruError as exc:
         _fail(str(exc))
+    typer.echo(made[0].read_text())
+    typer.echo("wrote " + ", ".join(str(p) for p in made))
+    failed = [o for o in outcomes if o.status == "failed"]
+    if failed:
+        _fail(f"{len(failed)} of {len(outcomes)} jobs failed ({failed[0].job.name}: {failed[0].error}); the same "
+              f"command runs them again and reuses the {len(outcomes) - len(failed)} that did not", code=1)
 
 
 def _default_scale() -> str:

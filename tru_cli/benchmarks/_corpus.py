@@ -23,7 +23,7 @@ def training_rows(bench: DictConfig, split: str) -> list[dict]:
 def forget_rows(bench: DictConfig) -> list[dict]:
     """The forget corpus in chunks: each whole chunk is the forget sequence and, for TRU, the user
     message of its target."""
-    return sources.required_corpus(bench, "forget_corpus")
+    return sources.capped(sources.required_corpus(bench, "forget_corpus"), bench.get("max_forget"))
 
 
 def retain_rows(bench: DictConfig) -> list[dict]:

@@ -16,7 +16,7 @@ from tru_cli.benchmarks._corpus import *  # noqa: F403 (the corpus half of the i
 from tru_cli.data import items, sources
 from tru_cli.data.files import write_jsonl
 from tru_cli.errors import TruError
-from tru_cli.metrics import mcq
+from tru_cli.metrics import mcq, shuffle
 
 log = logging.getLogger("tru")
 USES_RETAIN_LOGS = False  # accuracies need no retain model
@@ -45,6 +45,8 @@ def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
         metrics.update({f"wmdp/{domain}_acc": result["acc"], f"wmdp/{domain}_acc_stderr": result["acc_stderr"],
                         f"wmdp/{domain}_items": result["n"]})
         logs[f"wmdp_{domain}"] = result["items"]
+        metrics.update(_shuffled(model, tok, questions, batch, bench, lambda rows: [mcq.wmdp_task(rows, domain)],
+                                 f"wmdp/{domain}"))
     if not bench.wmdp.mmlu:
         return metrics, logs
     metrics["mmlu/acc"] = None
@@ -57,6 +59,7 @@ def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
         rows = [r for s in sorted({r.get("subject") for r in rows}) for r in
                 [x for x in rows if x.get("subject") == s][: int(cfg.eval.max_items)]]
     result = mcq.mmlu_accuracy(model, tok, rows, batch)
+    metrics.update(_shuffled(model, tok, rows, batch, bench, mcq.mmlu_tasks, "mmlu"))
     metrics.update({"mmlu/acc": result["overall"]["acc"], "mmlu/acc_stderr": result["overall"]["acc_stderr"],
                     "mmlu/items": result["overall"]["n"]})
     for key, sub in result["subjects"].items():
@@ -67,6 +70,24 @@ def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
         metrics[f"mmlu/{key}_acc"] = None
     logs["mmlu"] = [{**item, "subject": key} for key, sub in result["subjects"].items() for item in sub["items"]]
     return metrics, logs
+
+
+def _shuffled(model, tok, rows: list[dict], batch: int, bench: DictConfig, tasks_of, prefix: str) -> dict:
+    """`<prefix>/shuffled_{acc_seed<n>,acc_mean,acc_std,flips}` over `benchmark.wmdp.option_seeds`
+    (metrics/shuffle.py); nothing when no seed is set."""
+    seeds = [int(s) for s in bench.wmdp.get("option_seeds") or []]
+    if not seeds:
+        return {}
+    correct = {}
+    for seed in seeds:
+        asked = shuffle.permuted(rows, seed)
+        results = mcq.accuracy(model, tok, tasks_of(asked), batch)
+        by_question = {}  # tasks may regroup rows (MMLU by subject): match items back by question
+        for result in results.values():
+            for item in result["items"]:
+                by_question.setdefault(item["question"], []).append(item["correct"])
+        correct[seed] = [by_question[r["question"]].pop(0) for r in asked]
+    return {f"{prefix}/shuffled_{k}": v for k, v in shuffle.summarize(correct).items()}
 
 
 def judge_sets(log_dir: Path) -> None:

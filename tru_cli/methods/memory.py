@@ -11,6 +11,7 @@ processes. Real use differs by allocator overhead and kernels; the plan is for d
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from omegaconf import DictConfig
 
 from tru_cli.errors import TruError
 
+log = logging.getLogger("tru")
 GiB = 1024 ** 3
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 LORA_SHAPES = {  # module -> (in, out) in units of the architecture, for Llama-style blocks
@@ -101,47 +103,70 @@ def plan(cfg: DictConfig, sequences_per_item: int, reference_copy: bool, length:
     return Plan(parts, sum(parts.values()), budget, processes)
 
 
-def available_gib() -> float | None:
-    """Memory this machine can still give (MemAvailable of /proc/meminfo), or None where unknown."""
+def meminfo_gib(field: str = "MemAvailable") -> float | None:
+    """A /proc/meminfo field in GiB (MemAvailable: what the machine can still give; MemTotal), or None
+    where unknown."""
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemAvailable:"):
+            if line.startswith(f"{field}:"):
                 return int(line.split()[1]) * 1024 / GiB
     except OSError:
         return None
     return None
 
 
+def available_gib() -> float | None:
+    return meminfo_gib("MemAvailable")
+
+
+def held_gib() -> float:
+    """What this process holds already (VmRSS: the interpreter, torch, the loaded model)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024 / GiB
+    except OSError:
+        pass
+    return 0.0
+
+
 def check_host(cfg: DictConfig, longest: int, sequences_per_item: int, reference_copy: bool) -> None:
-    """On a CPU, before the first step: the plan for the longest encoded sequence against the memory
-    left on this machine (the model is loaded already, so its weights are not counted twice). A run
-    that would not fit stops in one line naming the per-device batch that does: the kernel would
-    otherwise kill it mid-step and the run would be lost. Measured on SmolLM2-135M (TRU on MUSE
-    chunks of ~850 tokens, 2 items per forward): plan 11.7 GiB, peak RSS 12.3 GB; 8 items per
-    forward were killed on this 24 GiB machine. `device.memory_check=false` skips it."""
+    """On a CPU, before the first step: the plan for the longest encoded sequence (beyond the loaded
+    model) against the machine's memory. A step that cannot fit in the machine at all stops in one
+    line naming the per-device batch that does: the kernel would otherwise kill it mid-step and the
+    run would be lost. One that fits the machine but not what is free right now (other processes hold
+    the rest) is a warning only, since free memory comes and goes. Measured on SmolLM2-135M (TRU on
+    MUSE chunks of ~865 tokens, 2 items per forward): plan 11.4 GiB, peak RSS 12.3 GB; 8 items per
+    forward (plan 41.1 GiB) were killed on this 24 GiB machine. `device.memory_check=false` skips it."""
     if cfg.device.accelerator == "cuda" or not cfg.device.get("memory_check", True):
         return
-    available = available_gib()
-    if available is None or not (cfg.model.get("size") or cfg.model.get("architecture")):
+    total, available = meminfo_gib("MemTotal"), available_gib()
+    if total is None or available is None or not (cfg.model.get("size") or cfg.model.get("architecture")):
         return  # unknown memory or a model without the numbers the plan reads
     # a tenth kept back for the allocator and the interpreter; ddp_sim ranks share the machine
-    share = 0.9 * available / int(cfg.device.get("num_processes") or 1)
+    processes = int(cfg.device.get("num_processes") or 1)
+    machine, free = (0.9 * total - held_gib()) / processes, 0.9 * available / processes
 
     def need(items: int | None = None) -> float:
         p = plan(cfg, sequences_per_item, reference_copy, length=longest, per_device=items)
         return p.total - p.parts["weights"] - p.parts.get("reference model copy", 0.0)
 
-    if need() <= share:
-        return
     recipe = cfg.trainer.unlearn
+    what = (f"{sequences_per_item} sequences of up to {longest} tokens per item, {recipe.per_device_batch_size} "
+            "items per forward")
+    if need() <= free:
+        return
+    if need() <= machine:
+        log.warning("unlearning needs about %.1f GiB beyond the loaded model (%s) and %.1f GiB are free now "
+                    "(other processes hold the rest): it may be killed", need(), what, free)
+        return
     fitting = [n for n in range(int(recipe.per_device_batch_size) - 1, 0, -1)
-               if int(recipe.batch_size) % n == 0 and need(n) <= share]
+               if int(recipe.batch_size) % n == 0 and need(n) <= machine]
     fix = (f"set trainer.unlearn.per_device_batch_size={fitting[0]} (about {need(fitting[0]):.1f} GiB; accumulation "
            f"keeps the batch of {recipe.batch_size})" if fitting else "use a shorter model.max_length or "
            "benchmark.chunk_words")
-    raise TruError(f"unlearning needs about {need():.1f} GiB beyond the loaded model ({sequences_per_item} sequences "
-                   f"of up to {longest} tokens per item, {recipe.per_device_batch_size} items per forward) and this "
-                   f"machine has {share:.1f} GiB free; {fix}, or trainer.gradient_checkpointing=true, or "
+    raise TruError(f"unlearning needs about {need():.1f} GiB beyond the loaded model ({what}) and this machine has "
+                   f"{total:.1f} GiB in all, {machine:.1f} of it left for a step; {fix}, or trainer.gradient_checkpointing=true, or "
                    "device.memory_check=false to try anyway")
 
 

@@ -12,7 +12,8 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
-from tru_cli.config import compose
+from tru_cli.config import compose, validate_overrides
+from tru_cli.errors import TruError
 from tru_cli.methods import memory, objectives
 from tru_cli.reproduce.spec import Job
 
@@ -44,6 +45,10 @@ def _batch_that_fits(cfg: DictConfig, parts: int, reference: bool, budget: float
 
 
 def plan_job(job: Job, settings: DictConfig) -> tuple[JobPlan, DictConfig]:
+    try:
+        validate_overrides(job.command, job.overrides)  # a bad key or value is one line naming it
+    except TruError as exc:
+        raise TruError(f"job {job.name}: {exc}") from None
     cfg = compose(job.command, job.overrides)
     judged = cfg.judge.backend is not None
     judge_items = int(settings.judge_items)
@@ -61,7 +66,8 @@ def plan_job(job: Job, settings: DictConfig) -> tuple[JobPlan, DictConfig]:
     parts = len(objectives.needed_parts(cfg.method))
     reference = objectives.needs_reference_model(cfg.method) and not cfg.trainer.get("lora")
     length = min(int(cfg.model.max_length), int(settings.sequence_tokens[job.benchmark]))
-    budget = float(settings.gpu_memory_gb) * 1e9 / memory.GiB if settings.gpu_memory_gb else memory.available_gib()
+    budget = (float(settings.gpu_memory_gb) * 1e9 / memory.GiB if settings.gpu_memory_gb
+              else 0.9 * (memory.meminfo_gib("MemTotal") or 0.0))  # as check_host stops a CPU run
     per_device, p = _batch_that_fits(cfg, parts, reference, budget, length)
     tokens = float(cfg.trainer.unlearn.epochs) * int(settings.forget_items[job.benchmark]) * parts * length
     hours = tokens / float(settings.tokens_per_second) / 3600 + float(settings.eval_hours)

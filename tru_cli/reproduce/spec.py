@@ -58,21 +58,35 @@ def load(target: str, scale: str, data: str | None = None) -> tuple[DictConfig, 
     return spec, settings
 
 
-def jobs(spec: DictConfig, settings: DictConfig) -> list[Job]:
-    """One job per (benchmark, row), benchmarks outermost, in the spec's order."""
+def jobs(spec: DictConfig, settings: DictConfig, extra: list[str] | None = None) -> list[Job]:
+    """One job per (benchmark, row), benchmarks outermost, in the spec's order; `extra` overrides
+    (the command line's) come last in every job."""
     out = []
     common = [str(o) for o in settings.common] + [str(o) for o in spec.overrides or []]
     if not spec.judged:  # the scale's judge is for the targets whose columns are the judge's
         common = [o for o in common if not o.startswith("judge")] + ["judge=none"]
     for bench in spec.benchmarks:
         base = [str(o) for o in OmegaConf.to_container(settings.benchmarks[bench], resolve=True)]
-        for row, extra in spec.rows.items():
-            if extra is None:  # the original model: evaluated (or attacked) as the target it is
+        for row, overrides in spec.rows.items():
+            if overrides is None:  # the original model: evaluated (or attacked) as the target it is
                 command = "eval" if spec.command == "pipeline" else spec.command
-                out.append(Job(spec.name, bench, row, command, [*common, *base]))
+                out.append(Job(spec.name, bench, row, command, [*common, *base, *(extra or [])]))
             else:
-                out.append(Job(spec.name, bench, row, str(spec.command), [*common, *base, *map(str, extra)]))
+                out.append(Job(spec.name, bench, row, str(spec.command), [*common, *base, *map(str, overrides),
+                                                                          *(extra or [])]))
     return out
+
+
+def select(jobs: list[Job], rows: str | None, benchmarks: str | None) -> list[Job]:
+    """The jobs of the comma-separated `rows` and `benchmarks` (all when None); an unknown name is one line."""
+    for names, have, what in ((rows, {j.row for j in jobs}, "rows"), (benchmarks, {j.benchmark for j in jobs}, "benchmarks")):
+        unknown = [n for n in (names.split(",") if names else []) if n not in have]
+        if unknown:
+            raise TruError(f"--{what} has {', '.join(unknown)}; this target has {', '.join(sorted(have))}")
+    keep_rows = set(rows.split(",")) if rows else None
+    keep_benchmarks = set(benchmarks.split(",")) if benchmarks else None
+    return [j for j in jobs if (keep_rows is None or j.row in keep_rows)
+            and (keep_benchmarks is None or j.benchmark in keep_benchmarks)]
 
 
 def published(target: str) -> dict:
