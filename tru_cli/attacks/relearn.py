@@ -5,6 +5,7 @@ LoRA, and score it after each of `attack.steps` optimizer steps: a recovery curv
 from __future__ import annotations
 
 import copy
+import gc
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -76,6 +77,7 @@ def run(ctx, acfg):
             args.include_num_input_tokens_seen = "non_padding"  # tokens/s of the progress bar
             quiet(Trainer(model=model, args=args, train_dataset=train, data_collator=QACollator(ctx.fmt.tok.pad_token_id),
                           callbacks=[StepProgress(f"relearn {steps} steps", lambda state: state.num_input_tokens_seen)])).train()
+            gc.unfreeze()  # as fit_and_save: let the collector see what quiet() froze
             if acfg.lora:
                 model = model.merge_and_unload()  # the attacked model is the merged one
         model.eval()

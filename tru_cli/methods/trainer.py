@@ -172,7 +172,8 @@ def quiet(trainer: Trainer) -> Trainer:
     objects alive now (imported modules, the model) out of the cyclic garbage collector's reach: the
     Trainer runs a full collection at the start of train() (accelerate's free_memory), which took
     0.2 s of a 6 s, 40-step tiny run, and later collections would walk them again. Refcounting still
-    frees them."""
+    frees them; callers unfreeze after train() (measured: 10 in-process SmolLM2 trainings held 17.6 GB
+    peak RSS frozen, 4.0 GB unfrozen)."""
     trainer.remove_callback(PrinterCallback)
     gc.freeze()
     return trainer
@@ -243,6 +244,7 @@ def fit_and_save(trainer: Trainer, tokenizer, curve: CurveRecorder, out_dir: Pat
     quiet(trainer)
     start = time.perf_counter()
     trainer.train()
+    gc.unfreeze()  # what quiet() froze may be garbage now: in a long process (the tests) it would stay held
     seconds = time.perf_counter() - start
     if getattr(trainer, "is_fsdp_enabled", False) and to_save is None:
         # FSDP shards the weights: every rank takes part in gathering them, rank 0 writes them
