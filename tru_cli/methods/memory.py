@@ -103,6 +103,14 @@ def plan(cfg: DictConfig, sequences_per_item: int, reference_copy: bool, length:
     return Plan(parts, sum(parts.values()), budget, processes)
 
 
+def largest_batch(recipe: DictConfig, fits, below: int | None = None) -> int | None:
+    """The largest per-device batch, at most `below` (default the recipe's per-device batch), that
+    divides the recipe's batch (accumulation keeps it) and for which `fits(n)` holds; None if none."""
+    batch = int(recipe.batch_size)
+    top = min(below if below is not None else int(recipe.per_device_batch_size), batch)
+    return next((n for n in range(top, 0, -1) if batch % n == 0 and fits(n)), None)
+
+
 def meminfo_gib(field: str = "MemAvailable") -> float | None:
     """A /proc/meminfo field in GiB (MemAvailable: what the machine can still give; MemTotal), or None
     where unknown."""
@@ -160,9 +168,8 @@ def check_host(cfg: DictConfig, longest: int, sequences_per_item: int, reference
         log.warning("unlearning needs about %.1f GiB beyond the loaded model (%s) and %.1f GiB are free now "
                     "(other processes hold the rest): it may be killed", need(), what, free)
         return
-    fitting = [n for n in range(int(recipe.per_device_batch_size) - 1, 0, -1)
-               if int(recipe.batch_size) % n == 0 and need(n) <= machine]
-    fix = (f"set trainer.unlearn.per_device_batch_size={fitting[0]} (about {need(fitting[0]):.1f} GiB; accumulation "
+    fitting = largest_batch(recipe, lambda n: need(n) <= machine, below=int(recipe.per_device_batch_size) - 1)
+    fix = (f"set trainer.unlearn.per_device_batch_size={fitting} (about {need(fitting):.1f} GiB; accumulation "
            f"keeps the batch of {recipe.batch_size})" if fitting else "use a shorter model.max_length or "
            "benchmark.chunk_words")
     raise TruError(f"unlearning needs about {need():.1f} GiB beyond the loaded model ({what}) and this machine has "

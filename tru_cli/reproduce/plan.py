@@ -29,21 +29,6 @@ class JobPlan:
     judge_requests: int
 
 
-def _batch_that_fits(cfg: DictConfig, parts: int, reference: bool, budget: float | None,
-                     length: int) -> tuple[int, memory.Plan]:
-    """The largest per-device batch dividing the batch whose plan fits `budget` (1 if none does)."""
-    batch = int(cfg.trainer.unlearn.batch_size)
-    best = None
-    for n in range(min(int(cfg.trainer.unlearn.per_device_batch_size), batch), 0, -1):
-        if batch % n:
-            continue
-        p = memory.plan(cfg, parts, reference, length=length, per_device=n, budget_gib=budget)
-        best = best or (n, p)
-        if p.fits:
-            return n, p
-    return best
-
-
 def plan_job(job: Job, settings: DictConfig) -> tuple[JobPlan, DictConfig]:
     try:
         validate_overrides(job.command, job.overrides)  # a bad key or value is one line naming it
@@ -68,7 +53,13 @@ def plan_job(job: Job, settings: DictConfig) -> tuple[JobPlan, DictConfig]:
     length = min(int(cfg.model.max_length), int(settings.sequence_tokens[job.benchmark]))
     budget = (float(settings.gpu_memory_gb) * 1e9 / memory.GiB if settings.gpu_memory_gb
               else 0.9 * (memory.meminfo_gib("MemTotal") or 0.0))  # as check_host stops a CPU run
-    per_device, p = _batch_that_fits(cfg, parts, reference, budget, length)
+    def plan_at(n: int) -> memory.Plan:
+        return memory.plan(cfg, parts, reference, length=length, per_device=n, budget_gib=budget)
+
+    # the largest per-device batch that fits, else the largest one allowed (its row then says NO)
+    per_device = memory.largest_batch(cfg.trainer.unlearn, lambda n: plan_at(n).fits) or \
+        memory.largest_batch(cfg.trainer.unlearn, lambda n: True)
+    p = plan_at(per_device)
     tokens = float(cfg.trainer.unlearn.epochs) * int(settings.forget_items[job.benchmark]) * parts * length
     hours = tokens / float(settings.tokens_per_second) / 3600 + float(settings.eval_hours)
     return JobPlan(job, p.total, p.fits, per_device, tokens, hours, judge_requests), cfg
