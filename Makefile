@@ -10,8 +10,10 @@ OFFLINE := HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 REAL_DATA ?= $(if $(wildcard ../shared/data/tofu/real_authors_perturbed.jsonl),../shared/data/tofu,)
 
 # The paper's tables and figures (tru reproduce; experiments/paper/): make table1 [SCALE=paper|cpu]
-# [PLAN=1] [DATA=DIR]. SCALE defaults to cpu without CUDA; PLAN=1 prints the jobs, memory, requests,
-# cost and device hours offline and starts nothing; DATA is the CPU scale's slices (../shared/data).
+# [PLAN=1] [DATA=DIR] [BENCHMARKS=a,b] [ROWS=a,b]. SCALE defaults to cpu without CUDA; PLAN=1 prints
+# the jobs, memory, requests, cost and device hours offline and starts nothing; DATA is the CPU
+# scale's slices (../shared/data); BENCHMARKS and ROWS run part of a table (the CPU scale's default
+# benchmarks: run_benchmarks in experiments/paper/scale/cpu.yaml).
 PAPER_TARGETS := table1 table2 robustness standard-metrics alpha-sweep option-shuffle
 
 .PHONY: install demo demo-real test test-fast lint bench compare clean $(PAPER_TARGETS)
@@ -53,7 +55,8 @@ compare: install
 
 $(PAPER_TARGETS): install
 	$(if $(filter paper,$(SCALE)),,$(OFFLINE)) $(TRU) reproduce $@ $(if $(SCALE),--scale $(SCALE),) \
-	  $(if $(PLAN),--plan,) $(if $(DATA),--data $(DATA),)
+	  $(if $(PLAN),--plan,) $(if $(DATA),--data $(DATA),) $(if $(BENCHMARKS),--benchmarks $(BENCHMARKS),) \
+	  $(if $(ROWS),--rows $(ROWS),)
 
 lint: install
 	$(VENV)/bin/ruff check tru_cli tests benchmarks

@@ -288,19 +288,34 @@ def test_translate_and_paraphrase_attacks_rewrite_questions_through_the_generato
 def test_attacks_report_the_judges_uq_and_its_drop(tmp_path):
     """The paper's robustness figure: the judge's UQ of the answers each attack draws, beside the
     unattacked UQ of the same questions, and the drop; every attacked answer goes to the judge."""
-    suite = ["attack=suite", "attack.suite=[prefill,paraphrase]", "judge.max_items=3"]
+    suite = ["attack=suite", "attack.suite=[prefill,paraphrase,translate]", "judge.max_items=3",
+             "attack.settings.translate.source=generator"]
     with FakeOpenAI() as server:
         run_tru(["attack", *SMALL, *suite, "judge=openai", f"judge.base_url={server.url}", "judge.api_key_env=null",
-                 f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
+                 *_openai(server.url, "generator.api_key_env=null"), f"hydra.run.dir={tmp_path / 'run'}"], cwd=tmp_path)
         judged = [r for r in server.log if "[Response begin]" in r["question"]]
     m = results(tmp_path / "run")["metrics"]
+    # each language is judged on its own (its first 3 answers): judge.max_items never leaves Russian out
+    for language in ("es", "ru"):
+        assert m[f"attack/translate_{language}/judge_uq"] == pytest.approx(7.0)
+        verdicts = (tmp_path / "run" / "logs" / f"judge_attack_translate_{language}_uq.jsonl").read_text().splitlines()
+        attacked = [json.loads(x) for x in (tmp_path / "run" / "logs" / "attack_translate.jsonl").read_text().splitlines()]
+        assert [json.loads(v)["response"] for v in verdicts] == [a["generation"] for a in attacked
+                                                                 if a["language"] == language][:3]
+    assert m["attack/translate/judge_uq"] == pytest.approx(7.0)  # the languages' mean
     for name in ("prefill", "paraphrase"):
         assert m[f"attack/{name}/judge_uq"] == pytest.approx(7.0)  # the fake judge's fixed verdict
         assert m[f"attack/{name}/judge_uq_drop"] == m[f"attack/{name}/unlearned_judge_uq"] - m[f"attack/{name}/judge_uq"]
         verdicts = (tmp_path / "run" / "logs" / f"judge_attack_{name}_uq.jsonl").read_text().splitlines()
         attacked = [json.loads(x) for x in (tmp_path / "run" / "logs" / f"attack_{name}.jsonl").read_text().splitlines()]
         assert [json.loads(v)["response"] for v in verdicts] == [a["generation"] for a in attacked[:3]]
-    assert len(judged) == 3 * 3 and m["judge_calls/answered"] == 9  # unattacked + two attacks, 3 items each
+    # unattacked, prefill, paraphrase, translate into es and into ru: 3 verdicts each, every distinct
+    # (question, answer) asked once (the tiny model answers some attacked questions alike: cached)
+    logs = ["judge_unattacked_uq", "judge_attack_prefill_uq", "judge_attack_paraphrase_uq",
+            "judge_attack_translate_es_uq", "judge_attack_translate_ru_uq"]
+    verdicts = [json.loads(x) for name in logs for x in (tmp_path / "run" / "logs" / f"{name}.jsonl").read_text().splitlines()]
+    assert len(verdicts) == 5 * 3 and len(judged) == len({r["question"] for r in judged})
+    assert len(judged) == len({(v["question"], v["response"]) for v in verdicts})
 
 
 def test_pipeline_judges_the_unlearned_model(tmp_path):

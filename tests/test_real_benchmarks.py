@@ -80,10 +80,11 @@ def test_wmdp_bio_slice_through_lm_eval(tmp_path):
     assert 0 <= m["wmdp/bio_acc"] <= 1 and m["wmdp/bio_items"] == 40
     # the same questions with their options shuffled three ways (make option-shuffle): a model that barely
     # knows the answers (the tiny one, one epoch) answers some questions right in one order only
-    for prefix in ("wmdp/bio", "mmlu"):
-        accs = [m[f"{prefix}/shuffled_acc_seed{s}"] for s in (1, 2, 3)]
-        assert m[f"{prefix}/shuffled_acc_mean"] == pytest.approx(sum(accs) / 3)
-        assert m[f"{prefix}/shuffled_flips"] > 0
+    # (the names make option-shuffle's columns: experiments/paper/option-shuffle.yaml)
+    for prefix in ("wmdp/bio_", "mmlu/"):
+        accs = [m[f"{prefix}shuffled_acc_seed{s}"] for s in (1, 2, 3)]
+        assert m[f"{prefix}shuffled_acc_mean"] == pytest.approx(sum(accs) / 3)
+        assert m[f"{prefix}shuffled_flips"] > 0
     # MMLU from the folder beside the slice (../mmlu/mmlu.jsonl), 40 per subject, its two bio subjects named
     assert m["mmlu/items"] == 160 and 0 <= m["mmlu/acc"] <= 1 and "mmlu/acc is missing" not in err
     assert isinstance(m["mmlu/college_biology_acc"], float) and isinstance(m["mmlu/virology_acc"], float)

@@ -13,7 +13,7 @@ import pytest
 
 from tests.conftest import ROOT, SHARED_DATA, TRU, needs_shared, run_tru, tru_env
 from tests.fake_openai import FakeOpenAI
-from tru_cli.reproduce import plan, spec
+from tru_cli.reproduce import plan, run, spec, table
 
 TARGETS = ["alpha-sweep", "option-shuffle", "robustness", "standard-metrics", "table1", "table2"]
 
@@ -33,6 +33,34 @@ def test_every_paper_target_is_one_job_per_benchmark_and_row_at_both_scales():
     _, cpu = spec.load("table1", "cpu", data="/slices")
     assert "benchmark.data_dir=/slices/wmdp" in spec.jobs(*spec.load("table1", "cpu", data="/slices"))[0].overrides
     assert cpu.data == "/slices"
+
+
+def test_cpu_scale_runs_the_benchmarks_that_fit_and_the_table_names_the_others(tmp_path):
+    for target in TARGETS:
+        paper_spec, paper = spec.load(target, "paper")
+        assert spec.run_benchmarks(paper, target) is None  # the paper scale runs every benchmark
+        paper_spec, cpu = spec.load(target, "cpu")
+        chosen = spec.run_benchmarks(cpu, target).split(",")
+        assert chosen and set(chosen) <= set(paper_spec.benchmarks), target  # never an unknown name
+        jobs = spec.select(spec.jobs(paper_spec, cpu), None, ",".join(chosen))
+        assert {j.benchmark for j in jobs} == set(chosen) and len(jobs) == len(chosen) * len(paper_spec.rows)
+    robustness, _ = spec.load("robustness", "cpu")
+    rows = [{"benchmark": "tofu_forget05", "row": row, "metric": str(m), "value": 2.0 + k, "paper": None,
+             "status": "completed"} for row in robustness.rows for k, m in enumerate(robustness.columns)]
+    made = table.write(robustness, "cpu", rows, tmp_path, not_run=["wmdp_bio"])
+    text = made[0].read_text()
+    assert "Not run this time: wmdp_bio" in text and "### tofu_forget05" in text and "### wmdp_bio" not in text
+    assert "| tru | 2.00 | 3.00 | 4.00 | 5.00 | 6.00 |" in text  # before, then each attack's UQ
+    assert made[2].name == "robustness.png" and made[2].stat().st_size > 10_000
+    # a stand-in benchmark's column comes from the metric it reports under its own name
+    sweep, cpu = spec.load("alpha-sweep", "cpu")
+    job = spec.jobs(sweep, cpu)[-1]
+    (tmp_path / "job").mkdir()
+    (tmp_path / "job" / "results.json").write_text(json.dumps({"metrics": {"unlearned/real/forget_rougeL_recall": 0.25}}))
+    got = table.cells(sweep, [run.Outcome(job, tmp_path / "job", "completed")], {}, spec.metric_aliases(cpu))
+    assert job.benchmark == "tofu_forget05" and {c["metric"]: c["value"] for c in got}["tofu/forget_rougeL_recall"] == 0.25
+    assert "tofu/forget_rougeL_recall is real/forget_rougeL_recall" in table.markdown(sweep, "cpu", got, None,
+                                                                                      spec.metric_aliases(cpu))
 
 
 def test_paper_scale_jobs_fit_one_80gb_gpu_with_the_batch_the_plan_picks():
@@ -117,8 +145,8 @@ def test_a_killed_target_resumes_with_the_same_command_and_asks_nothing_twice(tm
         asked = [r["question"] for r in server.log]
     assert "wmdp_bio/tru_no_ga: completed earlier, reused" in resumed.stderr
     assert len(asked) == len(set(asked)), "a request reached the server twice"
-    table = (out / "report" / "table.md").read_text()
-    assert "| tru_no_ga |" in table and "| tru |" in table and "CPU scale" in table
+    text = (out / "report" / "table.md").read_text()
+    assert "| tru_no_ga |" in text and "| tru |" in text and "CPU scale" in text
     for row in ("tru_no_ga", "tru"):
         res = json.loads((out / "wmdp_bio" / row / "results.json").read_text())
         assert res["status"] == "completed" and res["metrics"]["unlearned/judge/uq"] is not None

@@ -24,6 +24,7 @@ from tru_cli.models import gguf, loading, tiny
 from tru_cli.targets import generate as target_generation
 
 FORMAT_VERSION = 3  # bump when a stage's output format changes, so old store entries are not reused
+METRIC_NAMES_VERSION = 2  # bump when an evaluation's metric names change: evaluations rerun, trained models stay
 # Generator settings that change how requests travel or when a run gives up, not what the targets
 # are: left out of the key.
 TRANSPORT_KEYS = ("base_url", "api_key_env", "timeout", "max_retries", "concurrency", "requests_per_minute",
@@ -259,7 +260,7 @@ def evaluation(cfg: DictConfig, model: str, retain_logs: str | None, self_refere
     ev = _plain(cfg.eval)
     for key in ("from_logs", "retain_logs", "show_examples", "batch_size"):
         ev.pop(key, None)
-    payload = {"v": FORMAT_VERSION, "model": model, "eval": ev, "retain_logs": retain_logs,
+    payload = {"v": FORMAT_VERSION, "names": METRIC_NAMES_VERSION, "model": model, "eval": ev, "retain_logs": retain_logs,
                "self_reference": self_reference, "prompt_format": _prompt_key(cfg),
                "benchmark": _bench_key(cfg, ("forget_split",))}
     entry = store.cached(cfg.paths.store, "eval", payload, lambda out: _write_metrics(

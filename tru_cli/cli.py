@@ -182,7 +182,8 @@ def reproduce(
     plan: bool = typer.Option(False, "--plan", help="Print the jobs, memory, requests, cost and hours; start nothing."),
     data: str = typer.Option(None, "--data", help="The benchmark slices' folder for SCALE=cpu (default ../shared/data)."),
     rows: str = typer.Option(None, "--rows", help="Only these rows (comma-separated, e.g. tru,graddiff)."),
-    benchmarks: str = typer.Option(None, "--benchmarks", help="Only these benchmarks (comma-separated)."),
+    benchmarks: str = typer.Option(None, "--benchmarks", help="Only these benchmarks (comma-separated; default: "
+                                   "all at paper scale, the scale file's run_benchmarks at CPU scale)."),
     out: str = typer.Option(None, "--out", help="Runs and table folder (default runs/paper/<target>/<scale>)."),
 ) -> None:
     """Reproduce one of the paper's tables or figures (make table1 [SCALE=paper|cpu] [PLAN=1]).
@@ -209,7 +210,8 @@ def reproduce(
     try:
         scale = scale or _default_scale()
         paper_spec, settings = spec.load(target, scale, data)
-        jobs = spec.select(spec.jobs(paper_spec, settings, list(ctx.args)), rows, benchmarks)
+        jobs = spec.select(spec.jobs(paper_spec, settings, list(ctx.args)), rows,
+                           benchmarks or spec.run_benchmarks(settings, target))
         plans = [planning.plan_job(job, settings) for job in jobs]
         if plan:
             show.plan_table(target, scale, plans, planning.summarize(plans, settings), settings)
@@ -217,7 +219,10 @@ def reproduce(
         root = Path(out or f"runs/paper/{target}/{scale}")
         outcomes = [run.run_job(p.job, root / p.job.name, [f"trainer.unlearn.per_device_batch_size={p.per_device}"]
                                 if p.per_device else []) for p, _ in plans]
-        made = table.write(paper_spec, scale, table.cells(paper_spec, outcomes, spec.published(target)), root / "report")
+        not_run = [b for b in paper_spec.benchmarks if b not in {j.benchmark for j in jobs}]
+        aliases = spec.metric_aliases(settings)
+        made = table.write(paper_spec, scale, table.cells(paper_spec, outcomes, spec.published(target), aliases),
+                           root / "report", not_run, aliases)
     except TruError as exc:
         _fail(str(exc))
     typer.echo(made[0].read_text())

@@ -46,7 +46,7 @@ def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
                         f"wmdp/{domain}_items": result["n"]})
         logs[f"wmdp_{domain}"] = result["items"]
         metrics.update(_shuffled(model, tok, questions, batch, bench, lambda rows: [mcq.wmdp_task(rows, domain)],
-                                 f"wmdp/{domain}"))
+                                 f"wmdp/{domain}_"))
     if not bench.wmdp.mmlu:
         return metrics, logs
     metrics["mmlu/acc"] = None
@@ -59,7 +59,7 @@ def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
         rows = [r for s in sorted({r.get("subject") for r in rows}) for r in
                 [x for x in rows if x.get("subject") == s][: int(cfg.eval.max_items)]]
     result = mcq.mmlu_accuracy(model, tok, rows, batch)
-    metrics.update(_shuffled(model, tok, rows, batch, bench, mcq.mmlu_tasks, "mmlu"))
+    metrics.update(_shuffled(model, tok, rows, batch, bench, mcq.mmlu_tasks, "mmlu/"))
     metrics.update({"mmlu/acc": result["overall"]["acc"], "mmlu/acc_stderr": result["overall"]["acc_stderr"],
                     "mmlu/items": result["overall"]["n"]})
     for key, sub in result["subjects"].items():
@@ -73,7 +73,8 @@ def _accuracies(model, tok, cfg: DictConfig) -> tuple[dict, dict]:
 
 
 def _shuffled(model, tok, rows: list[dict], batch: int, bench: DictConfig, tasks_of, prefix: str) -> dict:
-    """`<prefix>/shuffled_{acc_seed<n>,acc_mean,acc_std,flips}` over `benchmark.wmdp.option_seeds`
+    """`<prefix>shuffled_{acc_seed<n>,acc_mean,acc_std,flips}` (wmdp/bio_shuffled_acc_mean, mmlu/shuffled_flips)
+    over `benchmark.wmdp.option_seeds`
     (metrics/shuffle.py); nothing when no seed is set."""
     seeds = [int(s) for s in bench.wmdp.get("option_seeds") or []]
     if not seeds:
@@ -87,7 +88,7 @@ def _shuffled(model, tok, rows: list[dict], batch: int, bench: DictConfig, tasks
             for item in result["items"]:
                 by_question.setdefault(item["question"], []).append(item["correct"])
         correct[seed] = [by_question[r["question"]].pop(0) for r in asked]
-    return {f"{prefix}/shuffled_{k}": v for k, v in shuffle.summarize(correct).items()}
+    return {f"{prefix}shuffled_{k}": v for k, v in shuffle.summarize(correct).items()}
 
 
 def judge_sets(log_dir: Path) -> None:

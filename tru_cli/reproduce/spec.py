@@ -59,10 +59,12 @@ def load(target: str, scale: str, data: str | None = None) -> tuple[DictConfig, 
 
 
 def jobs(spec: DictConfig, settings: DictConfig, extra: list[str] | None = None) -> list[Job]:
-    """One job per (benchmark, row), benchmarks outermost, in the spec's order; `extra` overrides
-    (the command line's) come last in every job."""
+    """One job per (benchmark, row), benchmarks outermost, in the spec's order: the scale's common
+    overrides, the target's, the scale's for this target, the benchmark's, the row's; `extra`
+    overrides (the command line's) come last in every job."""
     out = []
-    common = [str(o) for o in settings.common] + [str(o) for o in spec.overrides or []]
+    per_target = (settings.get("target_overrides") or {}).get(spec.name) or []
+    common = [str(o) for o in settings.common] + [str(o) for o in spec.overrides or []] + [str(o) for o in per_target]
     if not spec.judged:  # the scale's judge is for the targets whose columns are the judge's
         common = [o for o in common if not o.startswith("judge")] + ["judge=none"]
     for bench in spec.benchmarks:
@@ -87,6 +89,18 @@ def select(jobs: list[Job], rows: str | None, benchmarks: str | None) -> list[Jo
     keep_benchmarks = set(benchmarks.split(",")) if benchmarks else None
     return [j for j in jobs if (keep_rows is None or j.row in keep_rows)
             and (keep_benchmarks is None or j.benchmark in keep_benchmarks)]
+
+
+def run_benchmarks(settings: DictConfig, target: str) -> str | None:
+    """The benchmarks a target runs at this scale when --benchmarks names none (None: all of them):
+    the CPU scale runs the ones that fit its 15 minutes."""
+    chosen = (settings.get("run_benchmarks") or {}).get(target)
+    return ",".join(map(str, chosen)) if chosen else None
+
+
+def metric_aliases(settings: DictConfig) -> dict:
+    """{benchmark: {column: metric}}: where a scale's stand-in benchmark reports a column under its own name."""
+    return OmegaConf.to_container(settings.get("metric_aliases") or OmegaConf.create({}))
 
 
 def published(target: str) -> dict:

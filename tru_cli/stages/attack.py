@@ -60,13 +60,36 @@ def run(cfg: DictConfig, recorder) -> None:
         recorder.add_metrics({k: v for k, v in metrics.items() if v is not None})
         write_jsonl(logs_dir / f"attack_{name}.jsonl", logs)
         if judged:  # the paper's robustness figure: UQ of the attacked answers, and its drop
-            uq = _judged_uq(cfg, ctx, logs, logs_dir, f"judge_attack_{name}", recorder)
-            recorder.add_metrics({f"attack/{name}/judge_uq": uq, f"attack/{name}/unlearned_judge_uq": plain_uq,
-                                  f"attack/{name}/judge_uq_drop": None if uq is None or plain_uq is None
-                                  else plain_uq - uq})
+            variants = _variants(logs)
+            scores = []
+            for suffix, rows in variants.items():  # each language (template) judged on its own
+                uq = _judged_uq(cfg, ctx, rows, logs_dir, f"judge_attack_{name}{suffix}", recorder)
+                scores.append(uq)
+                _add_uq(recorder, f"attack/{name}{suffix}", uq, plain_uq)
+            if len(variants) > 1:  # the attack's UQ: its variants weighed alike
+                known = [x for x in scores if x is not None]
+                _add_uq(recorder, f"attack/{name}", sum(known) / len(known) if known else None, plain_uq)
     recorder.add_metrics(ctx.usage)
     recorder.add_artifact("logs", recorder.run_dir / "logs")
     _table(recorder.metrics, names, probe.main)
+
+
+def _variants(logs: list[dict]) -> dict[str, list[dict]]:
+    """The attacked answers by variant: {"_es": rows, "_ru": rows} for the translation attack's
+    languages, {"_role_play": ...} for jailbreak templates, {"": logs} for an attack without variants.
+    Judged apart, so judge.max_items takes the first items of every language, not of the first one."""
+    key = next((k for k in ("language", "template") if logs and all(k in row for row in logs)), None)
+    if key is None:
+        return {"": logs}
+    out: dict[str, list[dict]] = {}
+    for row in logs:
+        out.setdefault(f"_{row[key]}", []).append(row)
+    return out
+
+
+def _add_uq(recorder, prefix: str, uq: float | None, plain_uq: float | None) -> None:
+    recorder.add_metrics({f"{prefix}/judge_uq": uq, f"{prefix}/unlearned_judge_uq": plain_uq,
+                          f"{prefix}/judge_uq_drop": None if uq is None or plain_uq is None else plain_uq - uq})
 
 
 def _judged_uq(cfg: DictConfig, ctx: Context, rows: list[dict], log_dir, label: str, recorder) -> float | None:
