@@ -107,7 +107,7 @@ def _bars(spec: DictConfig, scale: str, rows: list[dict], path: Path) -> Path:
                       ha="right")
         ax.set_ylabel(str(spec.get("figure_ylabel") or metrics[0]))
         ax.set_title(f"{spec.name}, {bench}" + (" (CPU scale)" if scale == "cpu" else ""))
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # beside the bars, never over them
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
