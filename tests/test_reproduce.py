@@ -63,6 +63,23 @@ def test_cpu_scale_runs_the_benchmarks_that_fit_and_the_table_names_the_others(t
                                                                                       spec.metric_aliases(cpu))
 
 
+def test_a_model_unlearned_for_one_table_serves_the_others():
+    """option-shuffle's WMDP-Bio TRU differs from standard-metrics' only in how it is evaluated (shuffled
+    option orders): the same unlearned model in the store, trained once; a training setting is a new one."""
+    from tru_cli import artifacts
+    from tru_cli.config import compose
+
+    def key(target: str, *extra: str) -> dict:
+        paper_spec, cpu = spec.load(target, "cpu")
+        job = next(j for j in spec.jobs(paper_spec, cpu, list(extra)) if j.benchmark == "wmdp_bio" and j.row == "tru")
+        return artifacts.unlearn_key(compose(job.command, job.overrides), "target-dir", "targets-dir")
+
+    shuffled = key("option-shuffle")
+    assert "benchmark.wmdp.option_seeds=[1,2,3,4,5]" in spec.load("option-shuffle", "cpu")[0].overrides
+    assert shuffled == key("standard-metrics") == key("table1")
+    assert key("standard-metrics", "trainer.unlearn.lr=2e-4") != shuffled
+
+
 def test_paper_scale_jobs_fit_one_80gb_gpu_with_the_batch_the_plan_picks():
     paper_spec, settings = spec.load("table2", "paper")
     plans = [plan.plan_job(job, settings) for job in spec.jobs(paper_spec, settings)]

@@ -240,14 +240,22 @@ def _prompt_key(cfg: DictConfig):
     return {"format": cfg.model.prompt_format, "template": cfg.model.get("literal_template"), **extra}
 
 
+def unlearn_key(cfg: DictConfig, target: str, targets_path: str | None) -> dict:
+    """What an unlearned model depends on. The benchmark's `wmdp` section (lm-eval batch, MMLU, shuffled
+    option orders) only changes its evaluation: left out, so make option-shuffle's models serve the
+    other tables."""
+    bench = _bench_key(cfg, ("forget_split", "retain_split"))
+    bench.pop("wmdp", None)
+    return {"v": FORMAT_VERSION, "target": target, "targets": targets_path,
+            "method": _plain(cfg.method), "trainer": _plain(cfg.trainer.unlearn), "seed": cfg.seed,
+            "lora": _plain(cfg.trainer.get("lora")), "optim": cfg.trainer.get("optim"),
+            "precision": cfg.device.mixed_precision, "max_length": cfg.model.max_length,
+            "prompt_format": _prompt_key(cfg), "benchmark": bench,
+            "encoding": 2}  # 2: prompts cut before targets, IDK answers redrawn per epoch, RMU per sequence
+
+
 def unlearned(cfg: DictConfig, target: str, targets_path: str | None) -> tuple[str, dict]:
-    payload = {"v": FORMAT_VERSION, "target": target, "targets": targets_path,
-               "method": _plain(cfg.method), "trainer": _plain(cfg.trainer.unlearn), "seed": cfg.seed,
-               "lora": _plain(cfg.trainer.get("lora")), "optim": cfg.trainer.get("optim"),
-               "precision": cfg.device.mixed_precision, "max_length": cfg.model.max_length,
-               "prompt_format": _prompt_key(cfg),
-               "benchmark": _bench_key(cfg, ("forget_split", "retain_split")),
-               "encoding": 2}  # 2: prompts cut before targets, IDK answers redrawn per epoch, RMU per sequence
+    payload = unlearn_key(cfg, target, targets_path)
     entry = store.cached(cfg.paths.store, "unlearn", payload,
                          lambda out: _write_metrics(out, build_unlearned(cfg, target, targets_path, out)))
     return str(entry / "model"), _read_metrics(entry)
