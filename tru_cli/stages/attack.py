@@ -66,7 +66,7 @@ def run(cfg: DictConfig, recorder) -> None:
                 uq = _judged_uq(cfg, ctx, rows, logs_dir, f"judge_attack_{name}{suffix}", recorder)
                 scores.append(uq)
                 _add_uq(recorder, f"attack/{name}{suffix}", uq, plain_uq)
-            if len(variants) > 1:  # the attack's UQ: its variants weighed alike
+            if "" not in variants:  # the attack's UQ: its variants weighed alike (one language: its own)
                 known = [x for x in scores if x is not None]
                 _add_uq(recorder, f"attack/{name}", sum(known) / len(known) if known else None, plain_uq)
     recorder.add_metrics(ctx.usage)
