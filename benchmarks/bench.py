@@ -9,6 +9,9 @@ run's figures can be compared with the last one.
 2. tofu_eval_vs_one_at_a_time: TOFU evaluation items/s (length-sorted batches, all answer variants of
    a set in shared batched forwards, batched greedy generation) against one sequence and one
    generation at a time, on the same items.
+   tofu_eval_vs_openunlearning: `tru eval` (whole command, median of `--repeats`) on the workload of
+   benchmarks/openunlearning.py (TOFU forget10 shape, a random tiny Llama) against OpenUnlearning's
+   recorded time on the very same weights and data (benchmarks/openunlearning.json).
 3. npo_memory_vs_held_reference: peak memory of NPO unlearning with reference statistics precomputed
    once (one model in memory) against holding a frozen reference copy, each in a fresh process, on a
    ~25M-parameter tiny-architecture model so the weights dominate the process's baseline.
@@ -340,6 +343,12 @@ def main() -> None:
     results["unlearn_step_vs_hand_loop"] = entry(ours_u, naive_u, "tokens/s")
     ours_e, naive_e, n = bench_eval(args.items, args.max_new_tokens)
     results["tofu_eval_vs_one_at_a_time"] = entry(ours_e, naive_e, "items/s")
+    import openunlearning  # benchmarks/openunlearning.py, beside this file
+
+    tru_s, ou = openunlearning.compare(args.repeats) if SHARED.is_dir() else (None, None)
+    if ou:
+        results["tofu_eval_vs_openunlearning"] = entry(tru_s, ou["median_s"], "s (whole command; baseline: "
+                                                       "OpenUnlearning's recorded time)", ou["median_s"] / tru_s)
     lean, held, params = bench_memory()
     results["npo_memory_vs_held_reference"] = entry(lean, held, "MiB peak RSS", held / lean)
     fixed = seconds_to_first_step(args.repeats)
@@ -354,6 +363,12 @@ def main() -> None:
                   f"{naive_u:,.0f}", f"{ours_u / naive_u:.2f}x")
     table.add_row(f"TOFU eval, items/s ({n} items, <= {args.max_new_tokens} new tokens; baseline: one at a time)",
                   f"{ours_e:.1f}", f"{naive_e:.1f}", f"{ours_e / naive_e:.2f}x")
+    if ou:
+        table.add_row(f"TOFU eval, forget10 shape, seconds (whole command, median; baseline: OpenUnlearning "
+                      f"{ou['commit']}, recorded)", f"{tru_s:.1f}", f"{ou['median_s']:.1f}", f"{ou['median_s'] / tru_s:.2f}x")
+    else:
+        table.add_row("TOFU eval beside OpenUnlearning: skipped (no record for this workload, or no ../shared)",
+                      "-", "-", "-")
     table.add_row(f"NPO peak memory, MiB ({params / 1e6:.0f}M params; baseline: held reference)",
                   f"{lean:,.0f}", f"{held:,.0f}", f"{held / lean:.2f}x less")
     table.add_row("seconds to the first step (tru unlearn, smoke; baseline: importing torch+transformers+hydra)",

@@ -91,6 +91,26 @@ def test_converted_copy_is_plain_safetensors_and_answers_through_its_chat_templa
     assert "Paris" in text and "<|im_end|>" not in text and count == len(new) - 1
 
 
+@needs_shared
+def test_static_kv_cache_answers_exactly_as_the_dynamic_one(smol, monkeypatch):
+    """batching.generate takes transformers' static KV cache where the model supports it; on a
+    real model, a padded batch of real TOFU questions, the greedy answers are the same texts and
+    token counts as with the default dynamic cache."""
+    from tru_cli.data import files
+    from tru_cli.data.encoding import PromptFormatter
+    from tru_cli.models import batching
+
+    model, tok, _ = smol
+    assert batching.kv_cache(model) == "static"
+    rows = files.read_records(SHARED_DATA / "tofu" / "real_authors_perturbed.jsonl")[:6]
+    fmt = PromptFormatter(tok, _model_cfg())
+    prompts = [fmt.prompt_ids(r["question"]) for r in rows]
+    assert len({len(p) for p in prompts}) > 1  # left padding is exercised
+    static = batching.generate(model, tok, prompts, 24, 6, do_sample=False)
+    monkeypatch.setattr(batching, "kv_cache", lambda model: None)
+    assert batching.generate(model, tok, prompts, 24, 6, do_sample=False) == static
+
+
 def test_tru_target_encoding_masks_the_prompt_and_keeps_reasoning_and_refusal(smol, config):
     from tru_cli.data.encoding import IGNORE, PromptFormatter
 

@@ -136,3 +136,24 @@ def test_a_leaking_russian_answer_scores_high_with_unicode_words():
     assert tofu.rouge_recalls([gold], ["Я не могу ответить на этот вопрос."], unicode=True)[0]["rougeL_recall"] < 0.2
     english = (["The author was born in Kuwait City and writes novels."], ["He was born in Kuwait City; he writes."])
     assert tofu.rouge_recalls(*english, unicode=True) == tofu.rouge_recalls(*english)
+
+
+@needs_shared
+def test_rouge_with_the_memoised_stemmer_equals_rouge_scores_own():
+    """tofu.rouge_recalls stems each distinct word once (a cache in front of nltk's Porter stemmer);
+    on TOFU's real answers against their perturbed ones every recall equals rouge_score's own
+    RougeScorer(use_stemmer=True), which TOFU and OpenUnlearning call."""
+    from rouge_score import rouge_scorer
+
+    from tru_cli.data import files
+
+    answers = [r["answer"] for r in files.read_records(SHARED_DATA / "tofu" / "forget10.jsonl")]
+    real = files.read_records(SHARED_DATA / "tofu" / "real_authors_perturbed.jsonl")
+    # each answer against the next one (same author, other facts) and real answers against their perturbations
+    golds = answers + [r["answer"] for r in real for _ in r["perturbed_answer"]]
+    gens = answers[1:] + answers[:1] + [p for r in real for p in r["perturbed_answer"]]
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True)
+    expected = [{"rouge1_recall": s["rouge1"].recall, "rougeL_recall": s["rougeL"].recall}
+                for s in (scorer.score(g, p) for g, p in zip(golds, gens, strict=True))]
+    assert len(golds) > 400 and 0 < sum(e["rougeL_recall"] for e in expected) < len(golds)
+    assert tofu.rouge_recalls(golds, gens) == expected

@@ -318,7 +318,7 @@ def build_judged_answers(cfg: DictConfig, model_path: str, queries: dict[str, li
     at_cap = total = 0
     for name, rows in queries.items():
         answers = batching.generate(model, tok, [fmt.prompt_ids(r["question"]) for r in rows], cap,
-                                    int(cfg.eval.batch_size), f"judge: {name} answers", do_sample=False)
+                                    int(cfg.eval.generate_batch_size), f"judge: {name} answers", do_sample=False)
         write_jsonl(Path(out_dir) / f"{name}.jsonl", [{**r, "generation": text, "tokens": n, "at_cap": n >= cap}
                                                       for r, (text, n) in zip(rows, answers, strict=True)])
         at_cap += sum(n >= cap for _, n in answers)

@@ -15,6 +15,7 @@ RULES: list[tuple[str, str]] = [
     ("seed", "an integer"),
     ("model.max_length", POSITIVE_INT),
     ("eval.batch_size", POSITIVE_INT),
+    ("eval.generate_batch_size", POSITIVE_INT),
     ("eval.max_new_tokens", POSITIVE_INT),
     ("eval.max_items", f"{POSITIVE_INT} or null"),
     ("eval.show_examples", "an integer >= 0"),

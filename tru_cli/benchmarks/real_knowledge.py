@@ -126,7 +126,7 @@ def probe(model, tok, cfg: DictConfig) -> tuple[list[dict], dict]:
     rows = pool(bench)
     fmt = PromptFormatter(tok, cfg.model)
     gens = scoring.greedy_answers(model, fmt, [r["question"] for r in rows], int(bench.probe.max_new_tokens),
-                                  int(cfg.eval.batch_size), "probe")
+                                  int(cfg.eval.generate_batch_size), "probe")
     threshold = float(bench.probe.min_rouge)
     out = []
     for row, gen, rouge in zip(rows, gens, tofu.rouge_recalls([r["answer"] for r in rows], gens), strict=True):

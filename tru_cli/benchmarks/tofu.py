@@ -141,7 +141,7 @@ def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig,
                 "average_perturb_loss": []} for r, row in enumerate(rows)]
     if generate:
         gens = scoring.greedy_answers(model, fmt, [row["question"] for row in rows],
-                                      int(cfg.eval.max_new_tokens), int(cfg.eval.batch_size), f"{name}: answers")
+                                      int(cfg.eval.max_new_tokens), int(cfg.eval.generate_batch_size), f"{name}: answers")
         for rec, gen, rouge in zip(records, gens, tofu.rouge_recalls([r["answer"] for r in rows], gens), strict=True):
             rec.update(generation=gen, **rouge)
     for (r, kind, _), st in zip(index, stats, strict=True):

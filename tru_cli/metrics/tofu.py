@@ -19,6 +19,7 @@ Aggregates (direction in brackets):
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 import re
@@ -36,15 +37,37 @@ UTILITY_KEYS = ["retain_prob", "retain_rougeL_recall", "retain_truth_ratio",
                 "wf_prob", "wf_rougeL_recall", "wf_truth_ratio"]
 
 
+class MemoStemmer:
+    """Porter stemming (nltk, as rouge_score uses it) with each word's stem computed once: a pure
+    function of the word, so the scores are unchanged. Stemming was most of ROUGE's time on 200-token
+    generations, which repeat their words (benchmarks/bench.py, the TOFU eval rows)."""
+
+    def __init__(self):
+        from nltk.stem import porter  # deferred with rouge_score, which depends on nltk
+
+        self.stem = functools.lru_cache(maxsize=None)(porter.PorterStemmer().stem)
+
+
+class RougeWords:
+    """rouge_score's own tokenizer (a-z and 0-9 words, lowercased, Porter-stemmed beyond 3 letters),
+    with the memoized stemmer."""
+
+    def __init__(self):
+        self.stemmer = MemoStemmer()
+
+    def tokenize(self, text: str) -> list[str]:
+        from rouge_score import tokenize
+
+        return tokenize.tokenize(text, self.stemmer)
+
+
 class UnicodeWords:
     """A rouge_score tokenizer that keeps words of every script (lowercased, `\\w+`), stemming the
     ASCII ones with Porter as rouge_score does (`stem=False`: none, as MUSE scores); its own tokenizer
     keeps only a-z and 0-9."""
 
     def __init__(self, stem: bool = True):
-        from nltk.stem import porter  # deferred with rouge_score, which depends on nltk
-
-        self.stemmer = porter.PorterStemmer() if stem else None
+        self.stemmer = MemoStemmer() if stem else None
 
     def tokenize(self, text: str) -> list[str]:
         words = re.findall(r"\w+", text.lower())
@@ -60,8 +83,7 @@ def rouge_recalls(references: list[str], generations: list[str], unicode: bool =
         rouge_scorer,  # deferred: it loads nltk (about a second); training never needs it
     )
 
-    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], use_stemmer=True,
-                                      tokenizer=UnicodeWords() if unicode else None)
+    scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], tokenizer=UnicodeWords() if unicode else RougeWords())
     out = []
     for ref, gen in zip(references, generations, strict=True):
         s = scorer.score(ref, gen)
