@@ -39,8 +39,10 @@ UTILITY_KEYS = ["retain_prob", "retain_rougeL_recall", "retain_truth_ratio",
 
 class MemoStemmer:
     """Porter stemming (nltk, as rouge_score uses it) with each word's stem computed once: a pure
-    function of the word, so the scores are unchanged. Stemming was most of ROUGE's time on 200-token
-    generations, which repeat their words (benchmarks/bench.py, the TOFU eval rows)."""
+    function of the word, so the scores are unchanged (tests/test_tofu_metrics.py). Stemming was most
+    of ROUGE's time on 200-token generations, which repeat their words: 1,017 TOFU answer pairs took
+    20.4 s with rouge_score's stemmer and 10.0 s with this one (measured beside another job, so the
+    ratio, not the seconds)."""
 
     def __init__(self):
         from nltk.stem import porter  # deferred with rouge_score, which depends on nltk
