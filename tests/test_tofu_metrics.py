@@ -126,6 +126,46 @@ def test_extraction_strength_and_min_k_score_the_answer_without_its_closing_eos(
     assert len(stats["logprobs"]) == len(answer) and stats["extraction_strength"] == 1.0
 
 
+def test_scoring_unembeds_only_from_the_first_labelled_column_and_scores_the_same(tiny_model):
+    """map_forward asks transformers for logits from the batch's first labelled column on
+    (`logits_to_keep`): the shared prompt prefix is never unembedded, and every statistic equals the
+    one computed from the full logits (a wrapper that hides `logits_to_keep` forces that path)."""
+    from types import SimpleNamespace
+
+    import torch
+
+    from tru_cli.data.encoding import IGNORE
+    from tru_cli.metrics import scoring
+
+    model, tok = tiny_model(["The author was born in Kuwait City in 1966 and wrote novels."] * 20)
+    prefix = tok("System: you are a helpful assistant. Question: where was the author born?")["input_ids"]
+    answers = [tok(t)["input_ids"] for t in ("Kuwait City.", "In Kuwait City in 1966, to a family of writers.")]
+    encoded = [{"input_ids": prefix + a, "labels": [IGNORE] * len(prefix) + a} for a in answers]
+    widths = []
+
+    class FullLogits(torch.nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self, input_ids, attention_mask=None):
+            return self.inner(input_ids=input_ids, attention_mask=attention_mask)
+
+    def record(_module, _args, kwargs, output):
+        widths.append((kwargs["input_ids"].shape[1], output.logits.shape[1]))
+
+    model.register_forward_hook(record, with_kwargs=True)
+    fmt = SimpleNamespace(tok=tok)
+    windowed = scoring.answer_token_stats(model, fmt, encoded, batch_size=2)
+    full = scoring.answer_token_stats(FullLogits(model), fmt, encoded, batch_size=2)
+    assert widths[0] == (len(prefix) + len(answers[1]), len(answers[1]) + 1)  # from the column before the answers
+    assert widths[1][1] == widths[1][0]
+    for w, f in zip(windowed, full, strict=True):
+        assert w["count"] == f["count"] and w["extraction_strength"] == f["extraction_strength"]
+        assert w["total"] == pytest.approx(f["total"], rel=1e-6)
+        assert w["logprobs"] == pytest.approx(f["logprobs"], rel=1e-6)
+
+
 def test_a_leaking_russian_answer_scores_high_with_unicode_words():
     """rouge_score keeps only a-z and 0-9: a Russian answer that leaks everything scores 0 there. The
     attacks' Unicode tokenizer sees Cyrillic words and keeps English scores as they were."""

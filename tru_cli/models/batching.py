@@ -7,17 +7,32 @@ these two, so a speed-up here (or a change of padding) reaches every one of them
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Sequence
 
 import torch
 
 from tru_cli import progress
-from tru_cli.data.encoding import pad
+from tru_cli.data.encoding import IGNORE, pad
 
 
 def by_length(lengths: Sequence[int]) -> list[int]:
     """Positions sorted by sequence length (stable: equal lengths keep their order)."""
     return sorted(range(len(lengths)), key=lambda i: lengths[i])
+
+
+def labelled_window(labels: torch.Tensor) -> int:
+    """The first column whose logits any row's labels need (the one before the earliest label): the
+    columns before it, the shared prompt prefix (system prompt, chat template), predict nothing scored."""
+    labelled = (labels != IGNORE).any(dim=0).nonzero()
+    return max(int(labelled[0]) - 1, 0) if len(labelled) else 0
+
+
+def keeps_logits(model) -> bool:
+    """Whether `model`'s forward takes transformers' `logits_to_keep` (every causal LM there does; a
+    PEFT wrapper passes it on to the one it wraps; a hand-written module may not)."""
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
 @torch.no_grad()
@@ -27,15 +42,23 @@ def map_forward(model, encoded: list[dict], pad_id: int, batch_size: int,
 
     Sequences go through `model` in length-sorted, right-padded batches; `per_batch(logits, batch)`
     turns one batch's logits (and the padded tensors on the model's device) into one result per
-    row."""
+    row. Logits are computed from the batch's `labelled_window` on (transformers' `logits_to_keep`),
+    and the batch's tensors are cut to the same columns, so position t still predicts label t+1: the
+    unembedding skips the prompt prefix, which the labels mask anyway."""
     order = by_length([len(e["input_ids"]) for e in encoded])
     out: list = [None] * len(encoded)
     device = next(model.parameters()).device
+    windowed = keeps_logits(model)
     with progress.track(label, len(order), "sequences") as bar:
         for start in range(0, len(order), batch_size):
             chunk = order[start:start + batch_size]
             batch = {k: v.to(device) for k, v in pad([encoded[i] for i in chunk], pad_id).items()}
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            inputs = {"input_ids": batch["input_ids"], "attention_mask": batch["attention_mask"]}
+            first = labelled_window(batch["labels"]) if windowed else 0
+            if first:
+                inputs["logits_to_keep"] = torch.arange(first, batch["input_ids"].shape[1], device=device)
+                batch = {k: v[:, first:] if v.dim() == 2 else v for k, v in batch.items()}
+            logits = model(**inputs).logits
             for i, result in zip(chunk, per_batch(logits, batch), strict=True):
                 out[i] = result
             bar.advance(len(chunk))
