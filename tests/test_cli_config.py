@@ -218,3 +218,32 @@ def test_training_length_is_set_per_model_and_method(config):
 def test_training_length_beyond_the_model_context_is_one_line(tmp_path):
     proc = run_tru(["unlearn", "model=phi-1.5", "model.max_length=4096"], tmp_path, check=False)
     _one_line_error(proc, "model.max_length=4096", "model.context_length=2048", "model.max_length=2048")
+
+
+def test_bitsandbytes_is_held_out_of_runs_that_do_not_use_it(config):
+    """peft imports bitsandbytes whenever it is installed (1.5 s of imports and a hub warning per
+    process); tru holds it out except for the quantize attack's bnb method (alone or in a suite) and
+    the 8-bit optimizers, and an import through peft then finds it absent."""
+    import importlib.util
+    import subprocess
+    import sys
+
+    from tru_cli import optional_packages
+
+    uses = optional_packages.uses_bitsandbytes
+    assert not uses(config("unlearn")) and not uses(config("attack", "attack=quantize"))
+    assert not uses(config("attack", "attack=suite"))  # the suite's quantize runs RTN by default
+    assert uses(config("attack", "attack=quantize", "attack.method=bnb"))
+    assert uses(config("attack", "attack=suite", "attack.settings.quantize.method=bnb"))
+    assert uses(config("unlearn", "trainer.optim=adamw_bnb_8bit"))
+    if importlib.util.find_spec("bitsandbytes") is None:
+        pytest.skip("bitsandbytes is not installed (the quantize extra): nothing to hold out")
+    probe = ("import sys; from tru_cli import optional_packages; from tru_cli.config import compose; "
+             "held = optional_packages.hold_out_unused([compose('{command}', {overrides})]); import peft, "
+             "importlib.util; print(held, importlib.util.find_spec('bitsandbytes') is not None, "
+             "sys.modules.get('bitsandbytes') is not None)")
+    for command, overrides, printed in (("unlearn", [], "['bitsandbytes'] False False"),
+                                        ("attack", ["attack=quantize", "attack.method=bnb"], "[] True True")):
+        out = subprocess.run([sys.executable, "-c", probe.format(command=command, overrides=overrides)],
+                             capture_output=True, text=True, check=True)
+        assert out.stdout.strip() == printed

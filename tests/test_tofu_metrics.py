@@ -166,6 +166,36 @@ def test_scoring_unembeds_only_from_the_first_labelled_column_and_scores_the_sam
         assert w["logprobs"] == pytest.approx(f["logprobs"], rel=1e-6)
 
 
+def test_greedy_answers_decode_with_eager_attention_where_it_is_faster_and_answer_the_same(tiny_model, monkeypatch):
+    """On the CPU, a model with one KV head per query head decodes with eager attention (faster there,
+    batching.decode_attention), a grouped-heads model and an oversized prefill keep SDPA, the model
+    gets its own attention back afterwards, and the answers equal SDPA's, left padding included."""
+    from tru_cli.models import batching
+
+    texts = ["The author was born in Kuwait City in 1966 and wrote novels about the sea."] * 20
+    model, tok = tiny_model(texts, hidden_size=64, intermediate_size=128)
+    grouped, _ = tiny_model(texts, num_key_value_heads=2)
+    assert model.config._attn_implementation == "sdpa"
+    assert batching.decode_attention(model, 8, 20, 30) == "eager"
+    assert batching.decode_attention(grouped, 8, 20, 30) is None
+    assert batching.decode_attention(model, 512, 2048, 200) is None  # eager's scores would take 10 GB
+    prompts = [tok(t)["input_ids"] for t in ("The author", "The author was born in", "Kuwait City in 1966 and",
+                                             "novels", "wrote novels about the")]
+    used = []
+    real_switch = batching.attention
+
+    def recording(m, implementation):
+        used.append(implementation)
+        return real_switch(m, implementation)
+
+    monkeypatch.setattr(batching, "attention", recording)
+    eager = batching.generate(model, tok, prompts, 30, 5, do_sample=False)
+    assert used == ["eager"] and model.config._attn_implementation == "sdpa"
+    monkeypatch.setattr(batching, "decode_attention", lambda *args: None)
+    assert batching.generate(model, tok, prompts, 30, 5, do_sample=False) == eager
+    assert len({text for text, _ in eager}) > 1  # distinct answers, not one degenerate string
+
+
 def test_a_leaking_russian_answer_scores_high_with_unicode_words():
     """rouge_score keeps only a-z and 0-9: a Russian answer that leaks everything scores 0 there. The
     attacks' Unicode tokenizer sees Cyrillic words and keeps English scores as they were."""

@@ -15,6 +15,7 @@ from tru_cli import __version__
 from tru_cli.errors import TruError
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
+_OWN_PROCESS = False  # set by main(): this process is the tru command, and only its runs use its imports
 app = typer.Typer(
     name="tru",
     help="Targeted reasoning unlearning (TRU) and its baselines: finetune, generate targets, "
@@ -35,7 +36,7 @@ def _fail(message: str, code: int = 2) -> None:
 def _launch(command: str, args: list[str]) -> None:
     # deferred here and below: config, runner and report import hydra and omegaconf (tenths of a
     # second) that --help and --version never need
-    from tru_cli import preflight, runner
+    from tru_cli import optional_packages, preflight, runner
     from tru_cli.config import validate_overrides
 
     modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r")]
@@ -44,9 +45,11 @@ def _launch(command: str, args: list[str]) -> None:
     hydra_help = any(a in ("--hydra-help", "--info", "-i") for a in args)
     if not hydra_help:
         try:
-            validate_overrides(command, args, lambda cfg: preflight.problems(command, cfg))
+            configs = validate_overrides(command, args, lambda cfg: preflight.problems(command, cfg))
         except TruError as exc:
             _fail(str(exc))
+        if _OWN_PROCESS:  # an in-process caller (a test's CliRunner, a notebook) keeps its imports as they are
+            optional_packages.hold_out_unused(configs)
     if not hydra_help and not modes:
         _maybe_distributed(command, args)
     failures = runner.run_hydra(command, args)
@@ -254,6 +257,8 @@ def root(
 
 
 def main() -> None:
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
     app(prog_name="tru")
 
 

@@ -214,10 +214,10 @@ def unknown_flags(args: list[str]) -> list[str]:
     return out
 
 
-def validate_overrides(command: str, args: list[str], more_checks=None) -> None:
+def validate_overrides(command: str, args: list[str], more_checks=None) -> list[DictConfig]:
     """Compose every sweep point and resolve it, then check its values and paths (checks.py) and, with
     `more_checks(cfg) -> [problems]`, its inputs; raise TruError naming the first composition
-    problem, or every other problem at once."""
+    problem, or every other problem at once. Returns the composed points."""
     unknown = unknown_flags(args)
     if unknown:
         raise TruError(f"unknown flag {' '.join(unknown)}; tru {command} takes key=value overrides and Hydra's "
@@ -232,9 +232,11 @@ def validate_overrides(command: str, args: list[str], more_checks=None) -> None:
     except HydraException as exc:
         raise TruError(f"cannot parse overrides: {str(exc).splitlines()[0]}") from None
     found: list[str] = []
+    configs: list[DictConfig] = []
     for point in points:
         try:
             cfg = compose(command, point)
+            configs.append(cfg)
             OmegaConf.to_container(cfg, resolve=True)
         except TruError:
             raise
@@ -250,3 +252,4 @@ def validate_overrides(command: str, args: list[str], more_checks=None) -> None:
             found.append(f"{key}={value} cannot be written; point it at a writable folder")
     if found:
         raise TruError(f"{len(found)} problem{'s' if len(found) > 1 else ''}: " + " | ".join(found))
+    return configs

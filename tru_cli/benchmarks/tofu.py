@@ -122,10 +122,26 @@ def attack_sets(bench: DictConfig, max_items: int | None, which: str | None = No
 
 # ---- evaluation ----
 
-def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig, generate: bool = True,
-                 name: str = "eval") -> list[dict]:
+def set_records(model, fmt: PromptFormatter, sets: dict[str, list[dict]], cfg: DictConfig,
+                unanswered: tuple[str, ...] = ()) -> dict[str, list[dict]]:
+    """`item_records` of several eval sets, their greedy answers generated as one stream of
+    `eval.generate_batch_size` batches (every set but those `unanswered`): a set's last, partial
+    batch fills up with the next set's questions, and each batch decodes all its max_new_tokens
+    steps whatever its width, so TOFU's four answered sets (400, 400, 100, 117) take 8 batches of 128
+    instead of 10."""
+    answered = [(name, row["question"]) for name, rows in sets.items() if name not in unanswered for row in rows]
+    gens = iter(scoring.greedy_answers(model, fmt, [q for _, q in answered], int(cfg.eval.max_new_tokens),
+                                       int(cfg.eval.generate_batch_size), "eval: answers"))
+    answers = {name: [next(gens) for _ in rows] for name, rows in sets.items() if name not in unanswered}
+    return {name: item_records(model, fmt, rows, cfg, answers.get(name), name=f"eval {name}")
+            for name, rows in sets.items()}
+
+
+def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig,
+                 generations: list[str] | None = None, name: str = "eval") -> list[dict]:
     """Per-item statistics of one eval set: every answer variant scored in one batched pass; the
-    answer's Min-40% membership score and extraction strength beside TOFU's statistics."""
+    answer's Min-40% membership score and extraction strength beside TOFU's statistics; the greedy
+    `generations` (one per row, from `set_records`), when given, with their ROUGE recalls."""
     encoded, index = [], []  # index: (row, kind, position)
     for r, row in enumerate(rows):
         encoded.append(fmt.encode(row["question"], row["answer"]))
@@ -139,10 +155,9 @@ def item_records(model, fmt: PromptFormatter, rows: list[dict], cfg: DictConfig,
     stats = scoring.answer_token_stats(model, fmt, encoded, int(cfg.eval.batch_size), f"{name}: scoring")
     records = [{"id": row.get("id", str(r)), "question": row["question"], "answer": row["answer"],
                 "average_perturb_loss": []} for r, row in enumerate(rows)]
-    if generate:
-        gens = scoring.greedy_answers(model, fmt, [row["question"] for row in rows],
-                                      int(cfg.eval.max_new_tokens), int(cfg.eval.generate_batch_size), f"{name}: answers")
-        for rec, gen, rouge in zip(records, gens, tofu.rouge_recalls([r["answer"] for r in rows], gens), strict=True):
+    if generations is not None:
+        recalls = tofu.rouge_recalls([r["answer"] for r in rows], generations)
+        for rec, gen, rouge in zip(records, generations, recalls, strict=True):
             rec.update(generation=gen, **rouge)
     for (r, kind, _), st in zip(index, stats, strict=True):
         avg = st["total"] / max(st["count"], 1)
@@ -178,10 +193,10 @@ def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None
     (`retain_logs`, or these very logs when `self_reference`) give forget quality and privleak."""
     fmt = PromptFormatter(tok, cfg.model)
     sets = eval_sets(cfg.benchmark, cfg.eval.max_items)
-    logs = {name: item_records(model, fmt, rows, cfg, name=f"eval {name}") for name, rows in sets.items()}
     holdout = holdout_set(cfg.benchmark, cfg.eval.max_items)
     if holdout is not None:  # privleak: membership scores only, no generation
-        logs["holdout"] = item_records(model, fmt, holdout, cfg, generate=False, name="eval holdout")
+        sets["holdout"] = holdout
+    logs = set_records(model, fmt, sets, cfg, unanswered=("holdout",))
     tofu.write_logs(log_dir, logs)
     reference = logs if self_reference else (tofu.read_logs(retain_logs) if retain_logs else None)
     metrics = tofu.aggregate(logs, reference)

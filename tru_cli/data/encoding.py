@@ -27,6 +27,9 @@ class PromptFormatter:
         self.date_string = model_cfg.get("date_string")
         self.answer_prefix = model_cfg.get("answer_prefix", " ") if self.literal else ""
         self.max_length = int(model_cfg.max_length)
+        # question -> prompt ids: an eval set scores every answer variant (TOFU: the answer, its
+        # paraphrase, five perturbed) after the same prompt, and templating it is most of encoding's time
+        self._prompts: dict[str, list[int]] = {}
 
     def prompt_text(self, question: str, history: list[tuple[str, str]] | None = None) -> str:
         """The prompt as text: earlier (question, answer) turns if any (in-context attacks), then the
@@ -46,9 +49,14 @@ class PromptFormatter:
     def prompt_ids(self, question: str, history: list[tuple[str, str]] | None = None,
                    prefill: str | None = None) -> list[int]:
         """Ids of `prompt_text`, and optionally the start of the assistant's answer (prefill attacks)."""
-        ids = self.tok(self.prompt_text(question, history), add_special_tokens=False)["input_ids"]
-        if self.literal and self.tok.bos_token_id is not None:
-            ids = [self.tok.bos_token_id] + ids  # a chat template writes its own
+        ids = self._prompts.get(question) if not history else None
+        if ids is None:
+            ids = self.tok(self.prompt_text(question, history), add_special_tokens=False)["input_ids"]
+            if self.literal and self.tok.bos_token_id is not None:
+                ids = [self.tok.bos_token_id] + ids  # a chat template writes its own
+            if not history:
+                self._prompts[question] = ids
+        ids = list(ids)  # the caller's own copy
         if prefill:
             ids = ids + self.tok(self.answer_prefix + prefill, add_special_tokens=False)["input_ids"]
         return ids

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 
 import numpy as np
 import torch
-from scipy.stats import mannwhitneyu
 
 from tru_cli.models import batching
 
@@ -83,6 +82,10 @@ def forget_holdout_auc(forget_scores: Sequence[float], holdout_scores: Sequence[
     if np.isnan(forget).any() or np.isnan(holdout).any():
         # sklearn (and so MUSE) refuses NaN scores too; here they come from texts too short for Min-K.
         raise ValueError("NaN membership score (a text with fewer than 1/k scored tokens?)")
+    from scipy.stats import (
+        mannwhitneyu,  # deferred: scipy.stats takes 0.2 s; training imports this module (via metrics.tofu)
+    )
+
     u = mannwhitneyu(forget, holdout, alternative="two-sided").statistic
     return float(u / (len(forget) * len(holdout)))
 

@@ -25,7 +25,6 @@ import math
 import re
 
 import numpy as np
-from scipy.stats import hmean, ks_2samp
 
 from tru_cli.metrics import mia
 from tru_cli.metrics.tofu_logs import SETS, read_logs, write_logs  # noqa: F401 (where callers find them)
@@ -138,6 +137,10 @@ def forget_quality(forget_items: list[dict], retain_model_forget_items: list[dic
     ours, theirs = _ratios(forget_items), _ratios(retain_model_forget_items)
     if not len(ours) or not len(theirs):
         return {}
+    from scipy.stats import (
+        ks_2samp,  # deferred: scipy.stats takes 0.2 s, and training imports this module
+    )
+
     test = ks_2samp(ours, theirs)
     return {"forget_quality": float(test.pvalue), "forget_ks_statistic": float(test.statistic)}
 
@@ -178,6 +181,8 @@ def aggregate(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | 
         if sets.get(name):
             flat.update(aggregate_set(name, sets[name]))
     if all(k in flat for k in UTILITY_KEYS):
+        from scipy.stats import hmean  # deferred: see forget_quality
+
         flat["model_utility"] = float(hmean([max(flat[k], 0.0) for k in UTILITY_KEYS]))
     else:
         missing = [k for k in UTILITY_KEYS if k not in flat]
