@@ -162,8 +162,7 @@ def evaluate(model, tok, cfg: DictConfig, log_dir: Path, retain_logs: str | None
     forget, authors, kept_facts = keep_sets(bench)
     sets = {"forget": forget, "authors": authors, "facts": kept_facts}
     fmt = PromptFormatter(tok, cfg.model)
-    records = tofu_format.set_records(model, fmt, {name: sources.capped(rows, cap) for name, rows in sets.items() if rows},
-                                      cfg)
+    records = tofu_format.set_records(model, fmt, {n: sources.capped(rows, cap) for n, rows in sets.items() if rows}, cfg)
     logs = {LOG_NAMES[name]: recs for name, recs in records.items()}
     tofu.write_logs(log_dir, logs)
     metrics = aggregate(logs)

@@ -49,16 +49,20 @@ class PromptFormatter:
     def prompt_ids(self, question: str, history: list[tuple[str, str]] | None = None,
                    prefill: str | None = None) -> list[int]:
         """Ids of `prompt_text`, and optionally the start of the assistant's answer (prefill attacks)."""
-        ids = self._prompts.get(question) if not history else None
-        if ids is None:
-            ids = self.tok(self.prompt_text(question, history), add_special_tokens=False)["input_ids"]
-            if self.literal and self.tok.bos_token_id is not None:
-                ids = [self.tok.bos_token_id] + ids  # a chat template writes its own
-            if not history:
-                self._prompts[question] = ids
-        ids = list(ids)  # the caller's own copy
+        if history:
+            ids = self._templated_ids(question, history)
+        else:
+            if question not in self._prompts:
+                self._prompts[question] = self._templated_ids(question)
+            ids = list(self._prompts[question])  # the caller's own copy
         if prefill:
             ids = ids + self.tok(self.answer_prefix + prefill, add_special_tokens=False)["input_ids"]
+        return ids
+
+    def _templated_ids(self, question: str, history: list[tuple[str, str]] | None = None) -> list[int]:
+        ids = self.tok(self.prompt_text(question, history), add_special_tokens=False)["input_ids"]
+        if self.literal and self.tok.bos_token_id is not None:
+            ids = [self.tok.bos_token_id] + ids  # a chat template writes its own
         return ids
 
     def answer_ids(self, answer: str) -> list[int]:

@@ -29,10 +29,15 @@ def labelled_window(labels: torch.Tensor) -> int:
     return max(int(labelled[0]) - 1, 0) if len(labelled) else 0
 
 
+def _base(model):
+    """The transformers model itself: the one a PEFT wrapper wraps, or `model`."""
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
 def keeps_logits(model) -> bool:
     """Whether `model`'s forward takes transformers' `logits_to_keep` (every causal LM there does; a
     PEFT wrapper passes it on to the one it wraps; a hand-written module may not)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _base(model)
     return "logits_to_keep" in inspect.signature(inner.forward).parameters
 
 
@@ -90,7 +95,7 @@ def decode_attention(model, rows: int, prompt_len: int, max_new_tokens: int) -> 
     1.28 s eager, 1.45 s SDPA (its whole `tru eval`, median of 3: 16.4 s and 17.5 s, identical logs); Llamas with
     8 heads of 64 (hidden 512) and 9 of 64 (hidden 576) 3-5% faster eager; grouped heads slower
     eager (2 of 4 heads: 0.77 s against 0.57 s; SmolLM2's 3 of 9: 39.7 s against 29-31 s)."""
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _base(model)
     config = getattr(inner, "config", None)
     if (config is None or not hasattr(inner, "set_attn_implementation")
             or getattr(config, "_attn_implementation", None) != "sdpa"
@@ -109,7 +114,7 @@ def attention(model, implementation: str | None):
     if implementation is None:
         yield
         return
-    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    inner = _base(model)
     own = inner.config._attn_implementation
     inner.set_attn_implementation(implementation)
     try:
