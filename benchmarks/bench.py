@@ -17,8 +17,8 @@ run's figures can be compared with the last one.
    ~25M-parameter tiny-architecture model so the weights dominate the process's baseline.
 4. seconds_to_first_step: `tru unlearn experiments=smoke` from the outside, process start to the
    first training step (results.json's timing marks), beside the floor: the time Python alone takes
-   to import torch, transformers' Trainer and Llama, Hydra and Typer (bitsandbytes held out, as tru
-   holds it out); and the last step to exit.
+   to import torch, transformers' Trainer and Llama, Hydra and Typer (bitsandbytes, datasets and scipy
+   held out, as tru holds them out); and the last step to exit.
 5. SmolLM2-135M-Instruct (rows 1-2 again, in a child process whose peak memory is reported).
 6. Wall time of one evaluation of a fresh tiny model on each real benchmark's local slice in
    ../shared/data (TOFU forget05, MUSE-News, WMDP-Bio through lm-eval), `--bench-items` per set.
@@ -133,7 +133,7 @@ def seconds_to_first_step(repeats: int) -> dict:
     store, wandb offline as a user gets it here), timed from outside: process start to the first
     training step and last step to exit (from results.json's `timing` marks), beside the floor, the
     time Python takes to import torch, transformers' Trainer and Llama, Hydra and Typer alone, with
-    bitsandbytes held out as tru holds it out (tru_cli/optional_packages.py)."""
+    bitsandbytes, datasets and scipy held out as tru holds them out (tru_cli/optional_packages.py)."""
     import json
     import statistics
     import subprocess
@@ -142,6 +142,8 @@ def seconds_to_first_step(repeats: int) -> dict:
 
     env = {**os.environ, "WANDB_MODE": "offline", "TRU_PROGRESS": "off"}
     floor_cmd = [sys.executable, "-c", "import sys; sys.modules['bitsandbytes'] = None; import torch, hydra, typer; "
+                 "from tru_cli.optional_packages import import_transformers; "
+                 "import_transformers('transformers.modeling_utils', 'transformers.trainer'); "
                  "from transformers import Trainer, LlamaForCausalLM, AutoTokenizer"]
     runs, floors, marks = [], [], []
     with tempfile.TemporaryDirectory() as tmp:

@@ -247,3 +247,19 @@ def test_bitsandbytes_is_held_out_of_runs_that_do_not_use_it(config):
         out = subprocess.run([sys.executable, "-c", probe.format(command=command, overrides=overrides)],
                              capture_output=True, text=True, check=True)
         assert out.stdout.strip() == printed
+
+
+def test_transformers_imports_without_datasets_and_scipy_which_stay_importable():
+    """transformers' Trainer and modeling code import datasets and scipy only for inputs and models
+    tru never gives them; tru's own deferred imports of both still work afterwards."""
+    import subprocess
+    import sys
+
+    probe = ("import sys; from tru_cli.optional_packages import import_transformers; "
+             "import_transformers('transformers.modeling_utils', 'transformers.trainer'); "
+             "from transformers import Trainer, LlamaForCausalLM; from transformers.utils import is_datasets_available; "
+             "print(sorted(p for p in ('datasets', 'scipy', 'pandas') if p in sys.modules), is_datasets_available()); "
+             "import datasets, scipy.stats; print(datasets.Dataset.from_dict({'a': [1]}).num_rows, "
+             "scipy.stats.ks_2samp([1, 2, 3], [1, 2, 3]).pvalue)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[] False", "1 1.0"]

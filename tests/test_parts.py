@@ -1,5 +1,9 @@
 """Small units: the tiny model and tokenizer, prompt masking, the offline backend, redaction."""
 
+import json
+import sys
+
+import pytest
 from omegaconf import OmegaConf
 
 from tru_cli.backends.offline import OfflineBackend
@@ -129,6 +133,50 @@ def test_secrets_never_reach_config_or_results(config, tmp_path):
         recorder.add_metrics({"tofu/forget_prob": 0.5})
     text = (tmp_path / "config.yaml").read_text() + (tmp_path / "results.json").read_text()
     assert "sk-secret-123" not in text and "OPENAI_API_KEY" in text
+
+
+class SlowWandb:
+    """Stands in for the wandb module: an init that takes a while, as wandb's service start does."""
+
+    def __init__(self, fail: bool = False):
+        self.fail, self.inits, self.logged, self.finished = fail, 0, [], []
+
+    def init(self, **kwargs):
+        import time
+
+        time.sleep(0.3)
+        self.inits += 1
+        if self.fail:
+            raise RuntimeError("no network")
+        return self
+
+    def log(self, values, step=None):
+        self.logged.append((step, values))
+
+    @property
+    def summary(self):
+        return {}
+
+    def finish(self, exit_code=0):
+        self.finished.append(exit_code)
+
+
+def test_wandb_starts_in_the_background_and_keeps_every_row_logged_meanwhile(config, tmp_path, monkeypatch):
+    fake = SlowWandb()
+    monkeypatch.setitem(sys.modules, "wandb", fake)
+    cfg = config("unlearn", "logger=wandb", "logger.mode=offline")
+    with RunRecorder("unlearn", cfg, tmp_path) as recorder:
+        recorder.log_step({"step": 1, "loss": 3.0}, "unlearn")  # before wandb is even started
+        recorder.start_tracking()
+        assert fake.inits == 0  # the work goes on while wandb starts
+        recorder.log_step({"step": 2, "loss": 2.5, "note": "text"}, "unlearn")
+    assert fake.logged == [(1, {"unlearn/loss": 3.0}), (2, {"unlearn/loss": 2.5})] and fake.finished == [0]
+
+    failing = SlowWandb(fail=True)  # a failed start: the run goes on, and is recorded once
+    monkeypatch.setitem(sys.modules, "wandb", failing)
+    with pytest.raises(ValueError), RunRecorder("unlearn", cfg, tmp_path / "failed") as recorder:
+        raise ValueError("failed before the work began")
+    assert failing.inits == 1 and json.loads((tmp_path / "failed" / "results.json").read_text())["status"] == "failed"
 
 
 def test_wandb_mode_is_offline_without_credentials_and_env_wins(monkeypatch, tmp_path):

@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tru_cli import distributed, redact, threads, timing
+from tru_cli import distributed, optional_packages, redact, threads, timing
 from tru_cli.config import COMMAND_CONFIGS, conf_dir, fresh_dir, searchpath_override, split_flags
 from tru_cli.errors import TruError
 from tru_cli.tracking import RunRecorder
@@ -86,11 +86,24 @@ def _stage(command: str):
     return stages.stage(command)
 
 
+TRAINING_COMMANDS = ("finetune", "unlearn", "pipeline", "attack")  # attack: the relearn attack trains
+
+
+def _reads_models(command: str, cfg: DictConfig) -> bool:
+    """False where a command reads no model: re-aggregating saved logs, a memory plan."""
+    return not ((command == "eval" and cfg.eval.get("from_logs")) or (cfg.get("unlearn") or {}).get("plan_only"))
+
+
+def _import_model_libraries(command: str) -> None:
+    """transformers' modeling code (and its Trainer, for a command that trains), imported before
+    anything of tru's does, so that they import without the packages transformers would use only
+    for inputs and models tru never gives it (optional_packages.import_transformers)."""
+    trainer = ("transformers.trainer",) if command in TRAINING_COMMANDS else ()
+    optional_packages.import_transformers("transformers.modeling_utils", *trainer)
+
+
 def _prepare(command: str, cfg: DictConfig, recorder) -> None:
-    """Inputs every stage of a command shares, set into `cfg` before it runs (artifacts.prepare):
-    skipped where no model is read (re-aggregating saved logs, a memory plan)."""
-    if (command == "eval" and cfg.eval.get("from_logs")) or (cfg.get("unlearn") or {}).get("plan_only"):
-        return
+    """Inputs every stage of a command shares, set into `cfg` before it runs (artifacts.prepare)."""
     from tru_cli import artifacts  # deferred: artifacts import torch and transformers (seconds)
 
     for name, path in artifacts.prepare(cfg).items():
@@ -134,8 +147,11 @@ def run_hydra(command: str, args: list[str]) -> int:
         try:
             with RunRecorder(command, cfg, run_dir) as recorder:
                 timing.mark("recorder_started")
-                _prepare(command, cfg, recorder)
+                if _reads_models(command, cfg):
+                    _import_model_libraries(command)
+                    _prepare(command, cfg, recorder)
                 stage = _stage(command)
+                recorder.start_tracking()
                 timing.mark("inputs_ready")
                 stage(cfg, recorder)
         except TruError as exc:
