@@ -16,9 +16,10 @@ run's figures can be compared with the last one.
    once (one model in memory) against holding a frozen reference copy, each in a fresh process, on a
    ~25M-parameter tiny-architecture model so the weights dominate the process's baseline.
 4. seconds_to_first_step: `tru unlearn experiments=smoke` from the outside, process start to the
-   first training step (results.json's timing marks), beside the floor: the time Python alone takes
-   to import torch, transformers' Trainer and Llama, Hydra and Typer (bitsandbytes, datasets and scipy
-   held out, as tru holds them out); and the last step to exit.
+   first training step (results.json's timing marks), beside the floor: the time from process start
+   until Python alone has imported torch, transformers' Trainer and Llama, Hydra and Typer
+   (bitsandbytes, datasets and scipy held out and the garbage collector off, as tru imports them);
+   and the last step to exit.
 5. SmolLM2-135M-Instruct (rows 1-2 again, in a child process whose peak memory is reported).
 6. Wall time of one evaluation of a fresh tiny model on each real benchmark's local slice in
    ../shared/data (TOFU forget05, MUSE-News, WMDP-Bio through lm-eval), `--bench-items` per set.
@@ -132,8 +133,10 @@ def seconds_to_first_step(repeats: int) -> dict:
     """`tru unlearn` on the tiny model (experiments=smoke, target model and targets already in the
     store, wandb offline as a user gets it here), timed from outside: process start to the first
     training step and last step to exit (from results.json's `timing` marks), beside the floor, the
-    time Python takes to import torch, transformers' Trainer and Llama, Hydra and Typer alone, with
-    bitsandbytes, datasets and scipy held out as tru holds them out (tru_cli/optional_packages.py)."""
+    time from process start until Python has imported torch, transformers' Trainer and Llama, Hydra and
+    Typer alone, with bitsandbytes, datasets and scipy held out and the garbage collector off, as tru
+    imports them (tru_cli/optional_packages.py, tru_cli/collector.py). The floor ends at its last
+    import, not at its exit: a process with torch loaded takes most of a second to tear down."""
     import json
     import statistics
     import subprocess
@@ -141,18 +144,18 @@ def seconds_to_first_step(repeats: int) -> dict:
     import tempfile
 
     env = {**os.environ, "WANDB_MODE": "offline", "TRU_PROGRESS": "off"}
-    floor_cmd = [sys.executable, "-c", "import sys; sys.modules['bitsandbytes'] = None; import torch, hydra, typer; "
-                 "from tru_cli.optional_packages import import_transformers; "
+    floor_cmd = [sys.executable, "-c", "import gc, sys, time; gc.disable(); sys.modules['bitsandbytes'] = None; "
+                 "import torch, hydra, typer; from tru_cli.optional_packages import import_transformers; "
                  "import_transformers('transformers.modeling_utils', 'transformers.trainer'); "
-                 "from transformers import Trainer, LlamaForCausalLM, AutoTokenizer"]
+                 "from transformers import Trainer, LlamaForCausalLM, AutoTokenizer; print(time.time())"]
     runs, floors, marks = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
         cmd = [sys.executable, "-m", "tru_cli", "unlearn", "experiments=smoke", f"paths.store={tmp}/store"]
         subprocess.run([*cmd, f"hydra.run.dir={tmp}/warm"], env=env, cwd=tmp, check=True, capture_output=True)
         for i in range(repeats):
             start = time.time()
-            subprocess.run(floor_cmd, env=env, check=True, capture_output=True)
-            floors.append(time.time() - start)
+            imported = subprocess.run(floor_cmd, env=env, check=True, capture_output=True, text=True).stdout
+            floors.append(float(imported.split()[-1]) - start)  # its last line; a library may print before it
             start = time.time()
             subprocess.run([*cmd, f"hydra.run.dir={tmp}/run{i}"], env=env, cwd=tmp, check=True, capture_output=True)
             end = time.time()

@@ -263,3 +263,27 @@ def test_transformers_imports_without_datasets_and_scipy_which_stay_importable()
              "scipy.stats.ks_2samp([1, 2, 3], [1, 2, 3]).pvalue)")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[] False", "1 1.0"]
+
+
+def test_the_command_holds_the_collector_off_through_startup_and_freezes_what_it_imported(tmp_path):
+    """`tru` (its own process) starts up with the garbage collector off, resumes it with start-up's
+    objects frozen once the run's inputs are ready, and freezes again before exit; an in-process
+    caller's collector is never touched."""
+    import subprocess
+    import sys
+
+    probe = ("import gc, sys; from tru_cli import cli, collector, runner; seen = []\n"
+             "def fake_run_hydra(command, args):\n"
+             "    seen.append(gc.isenabled()); collector.resume_after_startup()\n"
+             "    seen.extend([gc.isenabled(), gc.get_freeze_count() > 0]); gc.unfreeze(); return 0\n"
+             "runner.run_hydra = fake_run_hydra\n"
+             "from typer.testing import CliRunner\n"
+             "CliRunner().invoke(cli.app, ['eval', 'logger=none']); print(seen)\n"
+             "sys.argv = ['tru', 'eval', 'logger=none']\n"
+             "try:\n    cli.main()\nexcept SystemExit:\n    pass\n"
+             "print(seen, gc.get_freeze_count() > 0)")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    in_process, own_process = out.stdout.strip().splitlines()
+    assert in_process == "[True, True, False]"  # never paused, so resuming freezes nothing
+    assert own_process == "[True, True, False, False, True, True] True"

@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from tru_cli import __version__
+from tru_cli import __version__, collector
 from tru_cli.errors import TruError
 
 PASS_THROUGH = {"allow_extra_args": True, "ignore_unknown_options": True}
@@ -39,6 +39,9 @@ def _launch(command: str, args: list[str]) -> None:
     from tru_cli import optional_packages, preflight, runner
     from tru_cli.config import validate_overrides
 
+    if _OWN_PROCESS:  # until the run's inputs are ready (runner); an in-process caller keeps its collector on
+        collector.pause_for_startup()
+
     modes = [a for a in args if a in ("-m", "--multirun", "--cfg", "-c", "--info", "-i", "--run", "-r")]
     if len({m.lstrip("-")[0] for m in modes}) > 1:
         _fail(f"{' and '.join(modes)} cannot be combined; Hydra runs one of them at a time")
@@ -51,21 +54,20 @@ def _launch(command: str, args: list[str]) -> None:
         if _OWN_PROCESS:  # an in-process caller (a test's CliRunner, a notebook) keeps its imports as they are
             optional_packages.hold_out_unused(configs)
     if not hydra_help and not modes:
-        _maybe_distributed(command, args)
+        _maybe_distributed(command, args, configs[0])
     failures = runner.run_hydra(command, args)
     if failures:
         raise typer.Exit(1)
 
 
-def _maybe_distributed(command: str, args: list[str]) -> None:
-    """device=ddp|ddp_sim|fsdp|deepspeed with several processes: fan out, then exit with their code."""
+def _maybe_distributed(command: str, args: list[str], cfg) -> None:
+    """device=ddp|ddp_sim|fsdp|deepspeed with several processes (`cfg`, the run's composed config): fan
+    out, then exit with their code."""
     from tru_cli import distributed, runner  # deferred: see _launch
-    from tru_cli.config import compose
 
     if command not in distributed.COMMANDS or "LOCAL_RANK" in os.environ:
         return
     try:
-        cfg = compose(command, args)
         if not distributed.wanted(command, cfg):
             return
         code = runner.launch(command, args, cfg)
@@ -259,7 +261,10 @@ def root(
 def main() -> None:
     global _OWN_PROCESS
     _OWN_PROCESS = True
-    app(prog_name="tru")
+    try:
+        app(prog_name="tru")
+    finally:
+        collector.freeze_before_exit()
 
 
 if __name__ == "__main__":

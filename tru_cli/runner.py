@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from hydra.types import RunMode
 from omegaconf import DictConfig
 
-from tru_cli import distributed, optional_packages, redact, threads, timing
+from tru_cli import collector, distributed, optional_packages, redact, threads, timing
 from tru_cli.config import COMMAND_CONFIGS, conf_dir, fresh_dir, searchpath_override, split_flags
 from tru_cli.errors import TruError
 from tru_cli.tracking import RunRecorder
@@ -147,11 +147,14 @@ def run_hydra(command: str, args: list[str]) -> int:
         try:
             with RunRecorder(command, cfg, run_dir) as recorder:
                 timing.mark("recorder_started")
-                if _reads_models(command, cfg):
+                reads_models = _reads_models(command, cfg)
+                if reads_models:
                     _import_model_libraries(command)
-                    _prepare(command, cfg, recorder)
                 stage = _stage(command)
+                collector.resume_after_startup()  # start-up's imports are done; the work makes garbage
                 recorder.start_tracking()
+                if reads_models:
+                    _prepare(command, cfg, recorder)
                 timing.mark("inputs_ready")
                 stage(cfg, recorder)
         except TruError as exc:
@@ -191,6 +194,7 @@ def launch(command: str, args: list[str], cfg: DictConfig) -> int:
     same thing; returns the exit code."""
     from tru_cli import artifacts  # deferred: artifacts import torch and transformers (seconds)
 
+    collector.resume_after_startup()  # preparing may train the target model here
     logging.basicConfig(level=logging.INFO, format="[%(asctime)s][%(name)s][%(levelname)s] - %(message)s")
     extra = [f"benchmark.known={path}" for path in artifacts.prepare(cfg).values()]
     extra.append(f"model.path={artifacts.target_model(cfg)}")

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from tru_cli import __version__, timing
+from tru_cli import __version__, collector, timing
 from tru_cli.redact import scrub
 
 log = logging.getLogger("tru")
@@ -191,7 +191,8 @@ class RunRecorder:
         mode = wandb_mode(self.cfg)
         os.environ.setdefault("WANDB_SILENT", "true")  # results.json and the log say where the run is
         try:
-            import wandb  # deferred: wandb is slow to import and logger=none never needs it
+            with collector.paused():  # deferred: wandb is slow to import and logger=none never needs it
+                import wandb
 
             self.wandb_run = wandb.init(
                 project=self.cfg.logger.project, entity=self.cfg.logger.get("entity"), mode=mode,

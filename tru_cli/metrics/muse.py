@@ -30,6 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from tru_cli import collector
 from tru_cli.metrics import mia
 from tru_cli.models import batching
 
@@ -39,7 +40,8 @@ _SENTINEL = "\x00"
 
 @lru_cache(maxsize=2)
 def _scorer(unicode: bool = False):
-    from rouge_score import rouge_scorer  # deferred: it loads nltk (about a second)
+    with collector.paused():  # deferred: it loads nltk (about a second)
+        from rouge_score import rouge_scorer
 
     from tru_cli.metrics.tofu import UnicodeWords
 

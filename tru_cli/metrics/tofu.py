@@ -26,6 +26,7 @@ import re
 
 import numpy as np
 
+from tru_cli import collector
 from tru_cli.metrics import mia
 from tru_cli.metrics.tofu_logs import SETS, read_logs, write_logs  # noqa: F401 (where callers find them)
 
@@ -80,9 +81,8 @@ class UnicodeWords:
 def rouge_recalls(references: list[str], generations: list[str], unicode: bool = False) -> list[dict]:
     """ROUGE-1 and ROUGE-L recall per pair (TOFU: rouge_score, stemmed); `unicode`: over words of any
     script (translated answers), with UnicodeWords."""
-    from rouge_score import (
-        rouge_scorer,  # deferred: it loads nltk (about a second); training never needs it
-    )
+    with collector.paused():  # deferred: it loads nltk (about a second); training never needs it
+        from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer(["rouge1", "rougeL"], tokenizer=UnicodeWords() if unicode else RougeWords())
     out = []
@@ -137,9 +137,8 @@ def forget_quality(forget_items: list[dict], retain_model_forget_items: list[dic
     ours, theirs = _ratios(forget_items), _ratios(retain_model_forget_items)
     if not len(ours) or not len(theirs):
         return {}
-    from scipy.stats import (
-        ks_2samp,  # deferred: scipy.stats takes 0.2 s, and training imports this module
-    )
+    with collector.paused():  # deferred: scipy.stats takes 0.2 s, and training imports this module
+        from scipy.stats import ks_2samp
 
     test = ks_2samp(ours, theirs)
     return {"forget_quality": float(test.pvalue), "forget_ks_statistic": float(test.statistic)}
@@ -181,7 +180,8 @@ def aggregate(sets: dict[str, list[dict]], retain_sets: dict[str, list[dict]] | 
         if sets.get(name):
             flat.update(aggregate_set(name, sets[name]))
     if all(k in flat for k in UTILITY_KEYS):
-        from scipy.stats import hmean  # deferred: see forget_quality
+        with collector.paused():  # deferred: see forget_quality
+            from scipy.stats import hmean
 
         flat["model_utility"] = float(hmean([max(flat[k], 0.0) for k in UTILITY_KEYS]))
     else:
