@@ -18,7 +18,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "tru_cli"
 LAYERS = [
     ["tru_cli", "tru_cli.errors", "tru_cli.redact", "tru_cli.store", "tru_cli.distributed",
      "tru_cli.checks", "tru_cli.config", "tru_cli.tracking", "tru_cli.progress", "tru_cli.timing",
-     "tru_cli.threads", "tru_cli.collector"],  # core: no model, no data
+     "tru_cli.threads", "tru_cli.collector", "tru_cli.prefetch"],  # core: no model, no data
     ["tru_cli.data"],                                         # rows, files, encoding
     ["tru_cli.models"],                                       # loading, batched forward and generate
     ["tru_cli.backends"],                                     # chat and template backends

@@ -287,3 +287,20 @@ def test_the_command_holds_the_collector_off_through_startup_and_freezes_what_it
     in_process, own_process = out.stdout.strip().splitlines()
     assert in_process == "[True, True, False]"  # never paused, so resuming freezes nothing
     assert own_process == "[True, True, False, False, True, True] True"
+
+
+def test_a_prefetched_import_lands_in_the_background_and_a_missing_one_stays_silent(tmp_path):
+    """tru_cli.prefetch imports rouge_score (what evaluations score with after generating) on a
+    thread, with the collector back on afterwards; a module that cannot be imported raises nothing on
+    the thread (the caller's own import reports it), and nothing was imported before."""
+    import subprocess
+    import sys
+
+    probe = ("import gc, sys; from tru_cli import prefetch; before = 'rouge_score.rouge_scorer' in sys.modules\n"
+             "prefetch.in_background('rouge_score.rouge_scorer').join()\n"
+             "prefetch.in_background('tru_no_such_module').join()\n"
+             "print(before, 'rouge_score.rouge_scorer' in sys.modules, 'nltk' in sys.modules, gc.isenabled())")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split() == ["False", "True", "True", "True"]
+    assert "Exception in thread" not in out.stderr and "tru_no_such_module" not in out.stderr

@@ -73,6 +73,7 @@ def _qa(ctx, model, rows, unicode):
     fmt, size = ctx.fmt, int(ctx.cfg.eval.batch_size)
     prompts = [fmt.prompt_ids(r["question"], history=[(h["question"], h["answer"]) for h in r.get("history") or []],
                               prefill=r.get("prefill")) for r in rows]
+    tofu.prefetch_rouge()
     gens = scoring.greedy_from_prompts(model, fmt, prompts, int(ctx.cfg.eval.max_new_tokens),
                                        int(ctx.cfg.eval.generate_batch_size))
     nlls = scoring.encoded_nlls(model, fmt, [fmt.encode_prompt(p, r["answer"]) for p, r in

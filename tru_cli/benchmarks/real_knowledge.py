@@ -125,6 +125,7 @@ def probe(model, tok, cfg: DictConfig) -> tuple[list[dict], dict]:
     bench = cfg.benchmark
     rows = pool(bench)
     fmt = PromptFormatter(tok, cfg.model)
+    tofu.prefetch_rouge()
     gens = scoring.greedy_answers(model, fmt, [r["question"] for r in rows], int(bench.probe.max_new_tokens),
                                   int(cfg.eval.generate_batch_size), "probe")
     threshold = float(bench.probe.min_rouge)

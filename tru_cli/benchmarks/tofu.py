@@ -130,6 +130,8 @@ def set_records(model, fmt: PromptFormatter, sets: dict[str, list[dict]], cfg: D
     steps whatever its width, so TOFU's four answered sets (400, 400, 100, 117) take 8 batches of 128
     instead of 10."""
     answered = [(name, row["question"]) for name, rows in sets.items() if name not in unanswered for row in rows]
+    if answered:
+        tofu.prefetch_rouge()
     gens = iter(scoring.greedy_answers(model, fmt, [q for _, q in answered], int(cfg.eval.max_new_tokens),
                                        int(cfg.eval.generate_batch_size), "eval: answers"))
     answers = {name: [next(gens) for _ in rows] for name, rows in sets.items() if name not in unanswered}

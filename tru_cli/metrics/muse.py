@@ -30,7 +30,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tru_cli import collector
+from tru_cli import collector, prefetch
 from tru_cli.metrics import mia
 from tru_cli.models import batching
 
@@ -97,6 +97,8 @@ class _MuseDecoding:
 
 
 def _greedy(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
+    """Greedy continuations of text prompts, which VerbMem and KnowMem then score with ROUGE."""
+    prefetch.in_background("rouge_score.rouge_scorer")
     return continuations(model, tok, [tok(p, add_special_tokens=True)["input_ids"] for p in prompts],
                          max_new_tokens, batch_size)
 

@@ -26,7 +26,7 @@ import re
 
 import numpy as np
 
-from tru_cli import collector
+from tru_cli import collector, prefetch
 from tru_cli.metrics import mia
 from tru_cli.metrics.tofu_logs import SETS, read_logs, write_logs  # noqa: F401 (where callers find them)
 
@@ -76,6 +76,12 @@ class UnicodeWords:
         if self.stemmer is None:
             return words
         return [self.stemmer.stem(w) if w.isascii() and len(w) > 3 else w for w in words]
+
+
+def prefetch_rouge() -> None:
+    """Start rouge_score's import (nltk: about a second) on a thread, for a caller about to generate
+    the answers it will score (tru_cli/prefetch.py)."""
+    prefetch.in_background("rouge_score.rouge_scorer")
 
 
 def rouge_recalls(references: list[str], generations: list[str], unicode: bool = False) -> list[dict]:
