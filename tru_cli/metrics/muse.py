@@ -30,8 +30,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from tru_cli import collector, prefetch
+from tru_cli import collector
 from tru_cli.metrics import mia
+from tru_cli.metrics.tofu import prefetch_rouge
 from tru_cli.models import batching
 
 STOP_STRINGS = ("\n\n", "\nQuestion", "Question:")  # MUSE knowmem.py, in this order
@@ -98,7 +99,7 @@ class _MuseDecoding:
 
 def _greedy(model, tok, prompts: list[str], max_new_tokens: int, batch_size: int) -> list[str]:
     """Greedy continuations of text prompts, which VerbMem and KnowMem then score with ROUGE."""
-    prefetch.in_background("rouge_score.rouge_scorer")
+    prefetch_rouge()
     return continuations(model, tok, [tok(p, add_special_tokens=True)["input_ids"] for p in prompts],
                          max_new_tokens, batch_size)
 
