@@ -221,9 +221,10 @@ def test_training_length_beyond_the_model_context_is_one_line(tmp_path):
 
 
 def test_bitsandbytes_is_held_out_of_runs_that_do_not_use_it(config):
-    """peft imports bitsandbytes whenever it is installed (1.5 s of imports and a hub warning per
-    process); tru holds it out except for the quantize attack's bnb method (alone or in a suite) and
-    the 8-bit optimizers, and an import through peft then finds it absent."""
+    """peft imports bitsandbytes whenever it is installed (at `import peft` before 0.22, when it wraps a
+    model in LoRA from 0.22.0 on: 1.5 s of imports and a hub warning per process); tru holds it out
+    except for the quantize attack's bnb method (alone or in a suite) and the 8-bit optimizers, and
+    peft then finds it absent."""
     import importlib.util
     import subprocess
     import sys
@@ -238,9 +239,14 @@ def test_bitsandbytes_is_held_out_of_runs_that_do_not_use_it(config):
     assert uses(config("unlearn", "trainer.optim=adamw_bnb_8bit"))
     if importlib.util.find_spec("bitsandbytes") is None:
         pytest.skip("bitsandbytes is not installed (the quantize extra): nothing to hold out")
-    probe = ("import sys; from tru_cli import optional_packages; from tru_cli.config import compose; "
-             "held = optional_packages.hold_out_unused([compose('{command}', {overrides})]); import peft, "
-             "importlib.util; print(held, importlib.util.find_spec('bitsandbytes') is not None, "
+    probe = ("import importlib.util, sys\n"
+             "from tru_cli import optional_packages\nfrom tru_cli.config import compose\n"
+             "held = optional_packages.hold_out_unused([compose('{command}', {overrides})])\n"
+             "import peft\nfrom transformers import LlamaConfig, LlamaForCausalLM\n"
+             "shape = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,"
+             " num_key_value_heads=2, vocab_size=64)\n"
+             "peft.get_peft_model(LlamaForCausalLM(LlamaConfig(**shape)), peft.LoraConfig(r=2, target_modules=['q_proj']))\n"
+             "print(held, importlib.util.find_spec('bitsandbytes') is not None, "
              "sys.modules.get('bitsandbytes') is not None)")
     for command, overrides, printed in (("unlearn", [], "['bitsandbytes'] False False"),
                                         ("attack", ["attack=quantize", "attack.method=bnb"], "[] True True")):

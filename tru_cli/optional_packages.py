@@ -1,7 +1,8 @@
 """Optional packages that a run does not use, kept from being imported by the libraries that would.
 
-peft imports bitsandbytes whenever it is installed (peft/helpers.py runs at `import peft`, which
-transformers' Trainer does), and bitsandbytes' import wraps its ops in torch.compile, which pulls in
+peft imports bitsandbytes whenever it is installed: before 0.22 at `import peft` (peft/helpers.py,
+which transformers' Trainer imports), from 0.22.0 on when it wraps a model in LoRA (its layer
+dispatch). bitsandbytes' import wraps its ops in torch.compile, which pulls in
 torch._dynamo and torch._inductor, and asks the Hugging Face hub for a CPU kernel (a warning on every
 offline run). Measured on 2 idle cores in `make install`'s environment (it installs the quantize
 extra): `import torch, hydra, typer; from transformers import Trainer, LlamaForCausalLM,
